@@ -1,0 +1,206 @@
+"""Parley's settings: one typed, frozen object, parsed once at start-up.
+
+Every value comes from an environment variable named ``PARLEY_<SECTION>_<FIELD>``
+(for example ``PARLEY_DATABASE_URL`` or ``PARLEY_AUTH_ACCESS_TOKEN_TTL``). With
+no environment at all Parley runs embedded: SQLite under ``./var/``, in-memory
+fan-out and key-value store, console SMS and e-mail providers. Nothing else in
+Parley reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.errors import ConfigurationError
+
+ENV_PREFIX = "PARLEY_"
+# Variables under this prefix belong to the test suite, not to the server.
+_TEST_ENV_PREFIX = "PARLEY_TEST_"
+
+Seconds = Annotated[int, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    # Largest HTTP request body accepted by JSON endpoints (uploads have their own limit).
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    # Proxies whose X-Forwarded-For is believed (comma-separated IPs, or "*").
+    forwarded_allow_ips: str = "127.0.0.1"
+    cors_origins: list[str] = []
+    # Seconds a draining node waits for clients to move before it closes.
+    drain_grace_seconds: Seconds = 10
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite://var/parley.sqlite3"
+    # Apply pending migrations when the server starts. None: only on SQLite.
+    auto_migrate: bool | None = None
+    pool_min_size: Annotated[int, Field(ge=1, le=100)] = 1
+    pool_max_size: Annotated[int, Field(ge=1, le=500)] = 10
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in {"sqlite", "postgres", "postgresql", "asyncpg"}:
+            raise ValueError("must start with sqlite://, postgres:// or postgresql://")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite://")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+
+class RedisSettings(_Section):
+    # Unset: in-memory fan-out and key-value store (one node only).
+    url: str | None = None
+    # Pub/sub channel the socket fan-out uses; nodes of one deployment share it.
+    channel: str = "parley"
+    # Prefix of every key Parley writes, so one Redis can serve several deployments.
+    key_prefix: str = "parley:"
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class AuthSettings(_Section):
+    # Directory of generated keys (JWT signing key, server secret), mode 0700/0600.
+    keys_dir: Path = Path("var/keys")
+    # PEM of the Ed25519 JWT signing key; when unset it is generated in keys_dir.
+    jwt_private_key: SecretStr | None = None
+    # Secret for keyed hashes (OTPs); when unset it is generated in keys_dir.
+    server_secret: SecretStr | None = None
+    issuer: str = "parley"
+    audience: str = "parley"
+    access_token_ttl: Annotated[int, Field(ge=30, le=3600)] = 15 * 60
+    refresh_token_ttl: Annotated[int, Field(ge=3600, le=90 * 86400)] = 30 * 86400
+    # Seed 002 and ASVS: an OTP lives ten minutes at most.
+    otp_ttl: Annotated[int, Field(ge=30, le=600)] = 600
+    otp_max_attempts: Annotated[int, Field(ge=1, le=10)] = 5
+    otp_resend_cooldown: Annotated[int, Field(ge=0, le=600)] = 30
+    otp_per_number_per_hour: Annotated[int, Field(ge=1, le=1000)] = 5
+    otp_per_ip_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 50
+    # Region assumed for phone numbers written without a country code.
+    default_region: str = "US"
+
+
+class SmsSettings(_Section):
+    provider: Literal["console", "http"] = "console"
+    # Twilio-compatible Messages endpoint, e.g. https://api.twilio.com/2010-04-01/Accounts/AC.../Messages.json
+    http_url: str | None = None
+    http_username: str | None = None
+    http_password: SecretStr | None = None
+    sender: str = "Parley"
+
+
+class EmailSettings(_Section):
+    provider: Literal["console", "smtp"] = "console"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    sender: str = "Parley <no-reply@localhost>"
+
+
+class MediaSettings(_Section):
+    dir: Path = Path("var/media")
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = 25 * 1024 * 1024
+    max_pixels: Annotated[int, Field(ge=1)] = 100_000_000
+
+
+class RealtimeSettings(_Section):
+    ping_interval: Seconds = 25
+    ping_timeout: Seconds = 20
+    # Largest socket frame (or long-polling body) a client may send.
+    max_frame_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
+    # Origins allowed to open a socket; empty means same-origin only, "*" means any.
+    cors_allowed_origins: list[str] = ["*"]
+
+
+class ChatSettings(_Section):
+    max_text_chars: Annotated[int, Field(ge=1, le=100_000)] = 4000
+    history_page_max: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class EthSettings(_Section):
+    rpc_url: str | None = None
+    chain_id: int | None = None
+    confirmations: Annotated[int, Field(ge=0, le=1000)] = 2
+
+
+class OpensearchSettings(_Section):
+    url: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything Parley can be told, one section per component."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    auth: AuthSettings = AuthSettings()
+    sms: SmsSettings = SmsSettings()
+    email: EmailSettings = EmailSettings()
+    media: MediaSettings = MediaSettings()
+    realtime: RealtimeSettings = RealtimeSettings()
+    chat: ChatSettings = ChatSettings()
+    log: LogSettings = LogSettings()
+    eth: EthSettings = EthSettings()
+    opensearch: OpensearchSettings = OpensearchSettings()
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable behind a pydantic error location."""
+    return ENV_PREFIX + "_".join(str(part) for part in loc).upper()
+
+
+def load_settings() -> Settings:
+    """Parse the environment once; a bad value raises ``ConfigurationError`` naming it."""
+    sections = {name.upper() for name in Settings.model_fields}
+    unknown = sorted(
+        key
+        for key in os.environ
+        if key.upper().startswith(ENV_PREFIX)
+        and not key.upper().startswith(_TEST_ENV_PREFIX)
+        and key.upper()[len(ENV_PREFIX) :].split("_", 1)[0] not in sections
+    )
+    if unknown:
+        raise ConfigurationError(f"{unknown[0]}: unknown setting (see README, Configuration)")
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [f"{env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None

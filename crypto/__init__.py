@@ -1,0 +1,1 @@
+"""Pure cryptography for Parley: bytes in, bytes out, no I/O."""

@@ -1,0 +1,174 @@
+"""Access tokens (EdDSA JWTs, RFC 9068 profile) and opaque refresh tokens.
+
+Only ``EdDSA`` is accepted, whatever the token's header says, so ``alg: none``
+and HS256-signed-with-the-public-key forgeries fail. ``exp``, ``nbf``, ``iat``,
+``iss``, ``aud`` and the ``at+jwt`` type are all checked.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from config.errors import AuthenticationError
+
+ALGORITHM = "EdDSA"
+ACCESS_TOKEN_TYPE = "at+jwt"
+REFRESH_TOKEN_BYTES = 32
+
+
+class TokenExpiredError(AuthenticationError):
+    code = "token_expired"
+
+
+class InvalidTokenError(AuthenticationError):
+    code = "invalid_token"
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    session_id: str
+    expires_at: int
+    token_id: str
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def raw_public_key(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """A stable ``kid``: the RFC 7638 JWK thumbprint of the public key."""
+    canonical = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % _b64url(raw_public_key(key))
+    return _b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
+    return {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "x": _b64url(raw_public_key(key)),
+        "kid": key_id(key),
+        "alg": ALGORITHM,
+        "use": "sig",
+    }
+
+
+class AccessTokenIssuer:
+    """Signs access tokens with the current key."""
+
+    def __init__(self, key: Ed25519PrivateKey, *, issuer: str, audience: str, ttl: int):
+        self._key = key
+        self._kid = key_id(key.public_key())
+        self._issuer = issuer
+        self._audience = audience
+        self.ttl = ttl
+
+    def issue(self, *, user_id: str, session_id: str, now: float | None = None) -> str:
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": user_id,
+            "sid": session_id,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + self.ttl,
+            "jti": uuid.uuid4().hex,
+        }
+        headers = {"kid": self._kid, "typ": ACCESS_TOKEN_TYPE}
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers=headers)
+
+
+class AccessTokenVerifier:
+    """Verifies access tokens against a set of public keys selected by ``kid``."""
+
+    def __init__(
+        self,
+        keys: list[Ed25519PublicKey],
+        *,
+        issuer: str,
+        audience: str,
+        leeway: int = 5,
+    ):
+        self._keys = {key_id(key): key for key in keys}
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [public_jwk(key) for key in self._keys.values()]}
+
+    def verify(self, token: str, *, now: float | None = None) -> AccessClaims:
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            raise InvalidTokenError("access token is missing or malformed")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidTokenError("access token is malformed") from None
+        if header.get("alg") != ALGORITHM or header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise InvalidTokenError("access token has the wrong algorithm or type")
+        key = self._keys.get(str(header.get("kid")))
+        if key is None:
+            raise InvalidTokenError("access token was signed by an unknown key")
+        options: dict[str, Any] = {"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "sid"]}
+        if now is not None:
+            options["verify_exp"] = False
+            options["verify_nbf"] = False
+            options["verify_iat"] = False
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options=options,
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenExpiredError("access token has expired; refresh it") from None
+        except jwt.PyJWTError as exc:
+            raise InvalidTokenError(f"access token is invalid: {exc}") from None
+        if now is not None:
+            if claims["exp"] + self._leeway < now:
+                raise TokenExpiredError("access token has expired; refresh it")
+            if claims["nbf"] - self._leeway > now:
+                raise InvalidTokenError("access token is not valid yet")
+        return AccessClaims(
+            user_id=str(claims["sub"]),
+            session_id=str(claims["sid"]),
+            expires_at=int(claims["exp"]),
+            token_id=str(claims.get("jti", "")),
+        )
+
+
+def new_refresh_token() -> str:
+    """An opaque 256-bit refresh token for the client; only its hash is stored."""
+    return _b64url(secrets.token_bytes(REFRESH_TOKEN_BYTES))
+
+
+def hash_refresh_token(token: str) -> str:
+    # A plain SHA-256 suffices: the token has 256 bits of entropy, so no
+    # dictionary or brute-force attack on the stored hash is possible.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def constant_time_equal(a: str | bytes, b: str | bytes) -> bool:
+    a_bytes = a.encode() if isinstance(a, str) else a
+    b_bytes = b.encode() if isinstance(b, str) else b
+    return hmac.compare_digest(a_bytes, b_bytes)

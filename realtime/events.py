@@ -1,0 +1,19 @@
+"""Socket event names. Payload models live in each domain's ``schemas.py``.
+
+Client to server events take an ack; the ack is ``{"data": ...}`` on success
+and ``{"error": {"code", "message"}}`` on failure (docs/PROTOCOL.md).
+"""
+
+from typing import Final
+
+# client -> server
+MESSAGE_SEND: Final = "message:send"
+
+# server -> client
+MESSAGE_NEW: Final = "message:new"
+SESSION_REVOKED: Final = "session:revoked"
+
+
+def user_room(user_id: str) -> str:
+    """Every socket of a user joins this room, and only this room, at connect."""
+    return f"user:{user_id}"

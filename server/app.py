@@ -1,0 +1,107 @@
+"""The application factory: FastAPI (on Starlette) for HTTP plus the Socket.IO hub.
+
+``create_app(settings)`` builds one ASGI app; importing this module starts
+nothing. The lifespan opens the database, then the key-value store, then the
+socket hub, then background tasks, and closes them in reverse.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from config.logging import configure_logging
+from config.settings import Settings, load_settings
+from server.auth.routes import router as auth_router
+from server.chats.events import register_chat_events
+from server.chats.routes import router as chats_router
+from server.container import Services, build_services
+from server.errors import install_error_handlers
+from server.middleware import RequestContextMiddleware
+from server.ops.routes import router as ops_router
+from server.users.routes import router as users_router
+from storage import database
+
+log = logging.getLogger("parley")
+
+VERSION = "0.1.0"
+
+
+def _lifespan(services: Services) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = services.settings
+        async with AsyncExitStack() as stack:
+            if settings.database.should_auto_migrate:
+                await database.apply_migrations(settings.database)
+            await database.open_database(settings.database)
+            stack.push_async_callback(database.close_database)
+            await services.kv.ping()
+            stack.push_async_callback(services.kv.close)
+            stack.push_async_callback(services.sms.close)
+            stack.push_async_callback(services.hub.close)
+            _warn_about_defaults(settings)
+            log.info(
+                "parley ready",
+                extra={
+                    "database": "sqlite" if settings.database.is_sqlite else "postgresql",
+                    "fanout": "redis" if settings.redis.url else "memory",
+                },
+            )
+            yield
+            services.draining = True
+            log.info("parley shutting down")
+
+    return lifespan
+
+
+def _warn_about_defaults(settings: Settings) -> None:
+    if settings.sms.provider == "console":
+        log.warning("SMS provider is 'console': sign-in codes are written to this log")
+    if not settings.redis.url:
+        log.info("no PARLEY_REDIS_URL: in-memory fan-out and kv, one node only")
+
+
+def create_app(settings: Settings | None = None) -> Any:
+    """Build the Parley ASGI app: HTTP API at /, Socket.IO at /socket.io/."""
+    settings = settings or load_settings()
+    services = build_services(settings)
+    api = FastAPI(
+        title="Parley",
+        version=VERSION,
+        description="Realtime, end-to-end-encrypted chat. Socket events: docs/PROTOCOL.md.",
+        lifespan=_lifespan(services),
+    )
+    api.state.services = services
+    install_error_handlers(api)
+    for router in (ops_router, auth_router, users_router, chats_router):
+        api.include_router(router)
+    register_chat_events(services.hub, services.chats)
+    if settings.server.cors_origins:
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        )
+    http = RequestContextMiddleware(
+        api,
+        metrics=services.http_metrics,
+        max_body_bytes=settings.server.max_body_bytes,
+        streaming_prefixes=("/v1/media",),
+    )
+    app = services.hub.asgi_app(http)
+    app.state = api.state  # let tests and tools reach the services
+    return app
+
+
+def create_app_from_env() -> Any:
+    """uvicorn factory entry: settings and logging from the environment."""
+    settings = load_settings()
+    configure_logging(settings.log)
+    return create_app(settings)

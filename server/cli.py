@@ -1,0 +1,88 @@
+"""The ``parley`` command: serve, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from config.errors import ConfigurationError
+from config.logging import configure_logging
+from config.settings import Settings, load_settings
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from storage import database
+
+    host = args.host or settings.server.host
+    port = settings.server.port if args.port is None else args.port
+    workers = args.workers or settings.server.workers
+    if workers > 1 and not settings.redis.url:
+        raise ConfigurationError(
+            "PARLEY_SERVER_WORKERS: several workers need PARLEY_REDIS_URL "
+            "(sockets on one worker must reach users on another)"
+        )
+    if workers > 1 and settings.database.should_auto_migrate:
+        # Migrate once here rather than racing in every worker's start-up.
+        asyncio.run(database.apply_migrations(settings.database))
+    uvicorn.run(
+        "server.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        lifespan="on",
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.server.forwarded_allow_ips,
+        timeout_graceful_shutdown=settings.server.drain_grace_seconds,
+    )
+    return 0
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from storage import database
+
+    asyncio.run(database.apply_migrations(settings.database))
+    print("database schema is up to date")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parley",
+        description="Parley: realtime, end-to-end-encrypted chat server. "
+        "Configuration comes from PARLEY_* environment variables (see README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server (HTTP API + Socket.IO)")
+    serve.add_argument("--host", help="address to bind (default PARLEY_SERVER_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default PARLEY_SERVER_PORT, 8000)")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes (default 1; more than 1 needs PARLEY_REDIS_URL)"
+    )
+    serve.set_defaults(handler=_serve)
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(handler=_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log)
+        code: int = args.handler(settings, args)
+        return code
+    except ConfigurationError as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The services of one Parley process, built from settings and wired explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from config.keys import ServerKeys, load_server_keys
+from config.settings import Settings
+from crypto.tokens import AccessTokenIssuer, AccessTokenVerifier, InvalidTokenError
+from realtime.events import SESSION_REVOKED
+from realtime.hub import Principal, SocketHub
+from realtime.metrics import RealtimeMetrics
+from server.auth.service import PhoneAuthService
+from server.auth.sessions import SessionService
+from server.auth.sms import SmsSender, build_sms_sender
+from server.chats.service import ChatService
+from server.metrics import HttpMetrics
+from server.users.service import UserService
+from storage.kv import KeyValueStore, MemoryKeyValueStore, RedisKeyValueStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: CollectorRegistry
+    http_metrics: HttpMetrics
+    keys: ServerKeys
+    kv: KeyValueStore
+    sms: SmsSender
+    verifier: AccessTokenVerifier
+    hub: SocketHub
+    users: UserService
+    sessions: SessionService
+    phone_auth: PhoneAuthService
+    chats: ChatService
+    draining: bool = False
+
+
+def build_services(settings: Settings) -> Services:
+    """Construct everything; nothing connects until the lifespan opens it."""
+    registry = CollectorRegistry(auto_describe=True)
+    keys = load_server_keys(settings.auth)
+    auth = settings.auth
+    issuer = AccessTokenIssuer(
+        keys.jwt_private_key, issuer=auth.issuer, audience=auth.audience, ttl=auth.access_token_ttl
+    )
+    verifier = AccessTokenVerifier(
+        [keys.jwt_private_key.public_key()], issuer=auth.issuer, audience=auth.audience
+    )
+    kv: KeyValueStore
+    if settings.redis.url:
+        kv = RedisKeyValueStore.from_url(settings.redis.url, prefix=settings.redis.key_prefix)
+    else:
+        kv = MemoryKeyValueStore()
+
+    users = UserService()
+
+    async def on_session_revoked(user_id: str, session_id: str) -> None:
+        await hub.emit_to_users(SESSION_REVOKED, {"session_id": session_id}, [user_id])
+
+    sessions = SessionService(auth, issuer, on_revoked=on_session_revoked)
+
+    async def verify_socket_token(token: str) -> Principal:
+        claims = verifier.verify(token)
+        if not await sessions.is_active(claims.session_id):
+            raise InvalidTokenError("session has been revoked; sign in again", code="session_revoked")
+        return Principal(user_id=claims.user_id, session_id=claims.session_id)
+
+    hub = SocketHub(settings.realtime, settings.redis, verify_socket_token, RealtimeMetrics(registry))
+    sms = build_sms_sender(settings.sms)
+    return Services(
+        settings=settings,
+        registry=registry,
+        http_metrics=HttpMetrics(registry),
+        keys=keys,
+        kv=kv,
+        sms=sms,
+        verifier=verifier,
+        hub=hub,
+        users=users,
+        sessions=sessions,
+        phone_auth=PhoneAuthService(auth, kv, sms, keys.server_secret, users, sessions),
+        chats=ChatService(settings.chat, users, hub),
+    )

@@ -1,0 +1,72 @@
+"""Finding and creating users by the identities they prove."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from config.errors import NotFoundError
+from server.users.schemas import MeOut, UserOut
+from storage.models import Identity, User
+
+_CODE_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l look-alikes
+_CODE_LENGTH = 12
+
+
+class UserNotFoundError(NotFoundError):
+    code = "user_not_found"
+
+
+def new_user_code() -> str:
+    """Seed 000's stable public ``code``: 12 symbols, 60 random bits."""
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(_CODE_LENGTH))
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=str(user.id), code=user.code, nickname=user.nickname, created_at=user.created_at
+    )
+
+
+class UserService:
+    async def sign_in_with_identity(
+        self, kind: str, value: str, *, nickname: str | None
+    ) -> tuple[User, bool]:
+        """The user owning this verified identity, created on first sight."""
+        for _ in range(3):
+            identity = await Identity.get_or_none(kind=kind, value=value).select_related("user")
+            if identity is not None:
+                user = identity.user
+                if nickname is not None and nickname != user.nickname:
+                    user.nickname = nickname
+                    await user.save(update_fields=["nickname", "updated_at"])
+                return user, False
+            try:
+                async with in_transaction():
+                    user = await User.create(code=new_user_code(), nickname=nickname or "")
+                    await Identity.create(
+                        user=user, kind=kind, value=value, verified_at=datetime.now(UTC)
+                    )
+                return user, True
+            except IntegrityError:
+                continue  # a concurrent sign-in created it (or a code collided): look again
+        raise RuntimeError("could not create a user for a verified identity")
+
+    async def get(self, user_id: str) -> UserOut:
+        user = await User.get_or_none(id=user_id)
+        if user is None:
+            raise UserNotFoundError("no such user")
+        return user_out(user)
+
+    async def me(self, user_id: str) -> MeOut:
+        user = await User.get_or_none(id=user_id)
+        if user is None:
+            raise UserNotFoundError("no such user")
+        phones = await Identity.filter(user_id=user_id, kind="phone").values_list("value", flat=True)
+        return MeOut(**user_out(user).model_dump(), phones=[str(p) for p in phones])
+
+    async def exists(self, user_id: str) -> bool:
+        return await User.exists(id=user_id)

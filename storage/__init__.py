@@ -1,0 +1,1 @@
+"""Persistence: Tortoise ORM models and migrations, and the key-value store."""

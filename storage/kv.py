@@ -1,0 +1,174 @@
+"""Key-value store with TTLs: OTPs, challenges, rate limits, presence.
+
+One protocol, two backends: ``MemoryKeyValueStore`` (the embedded default, one
+process) and ``RedisKeyValueStore`` (shared by every node). The contract suite
+in tests/integration/test_kv_contract.py runs against both.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError
+
+from config.errors import UnavailableError
+
+
+class KeyValueStore(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False) -> bool:
+        """Store ``value`` for ``ttl`` seconds; with ``only_if_absent`` keep an existing one."""
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; True only for the caller that actually removed it."""
+
+    async def incr(self, key: str, *, ttl: float) -> int:
+        """Add one and return the new count; the TTL starts at the first increment."""
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds left, or None when the key does not exist."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryKeyValueStore:
+    """In-process store; expired keys vanish on access and in a periodic sweep."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[bytes, float]] = {}
+        self._writes = 0
+
+    def _now(self) -> float:
+        return time.monotonic()
+
+    def _live(self, key: str) -> tuple[bytes, float] | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[1] <= self._now():
+            del self._data[key]
+            return None
+        return item
+
+    def _sweep(self) -> None:
+        # Amortized clean-up so keys nobody reads again don't pile up.
+        self._writes += 1
+        if self._writes % 1024 == 0:
+            now = self._now()
+            for key in [k for k, (_, exp) in self._data.items() if exp <= now]:
+                del self._data[key]
+
+    async def get(self, key: str) -> bytes | None:
+        item = self._live(key)
+        return None if item is None else item[0]
+
+    async def set(self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False) -> bool:
+        if only_if_absent and self._live(key) is not None:
+            return False
+        self._data[key] = (value, self._now() + ttl)
+        self._sweep()
+        return True
+
+    async def delete(self, key: str) -> bool:
+        return self._live(key) is not None and self._data.pop(key, None) is not None
+
+    async def incr(self, key: str, *, ttl: float) -> int:
+        item = self._live(key)
+        if item is None:
+            self._data[key] = (b"1", self._now() + ttl)
+            self._sweep()
+            return 1
+        count = int(item[0]) + 1
+        self._data[key] = (str(count).encode(), item[1])
+        return count
+
+    async def ttl(self, key: str) -> float | None:
+        item = self._live(key)
+        return None if item is None else item[1] - self._now()
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+# INCR and set the expiry only on the first increment, atomically.
+_INCR_WITH_TTL = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+class RedisKeyValueStore:
+    """Redis-backed store shared by all nodes; every key carries the deployment prefix."""
+
+    def __init__(self, client: redis_asyncio.Redis, *, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._incr = client.register_script(_INCR_WITH_TTL)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str) -> RedisKeyValueStore:
+        client = redis_asyncio.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+        )
+        return cls(client, prefix=prefix)
+
+    def _k(self, key: str) -> str:
+        return self._prefix + key
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            value: bytes | None = await self._redis.get(self._k(key))
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        return value
+
+    async def set(self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False) -> bool:
+        try:
+            done = await self._redis.set(
+                self._k(key), value, px=max(1, int(ttl * 1000)), nx=only_if_absent
+            )
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        return bool(done)
+
+    async def delete(self, key: str) -> bool:
+        try:
+            return bool(await self._redis.delete(self._k(key)))
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+
+    async def incr(self, key: str, *, ttl: float) -> int:
+        try:
+            count = await self._incr(keys=[self._k(key)], args=[max(1, int(ttl * 1000))])
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        return int(count)
+
+    async def ttl(self, key: str) -> float | None:
+        try:
+            millis = await self._redis.pttl(self._k(key))
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        return None if millis < 0 else millis / 1000
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _unavailable(exc: RedisError) -> UnavailableError:
+    return UnavailableError(f"key-value store unreachable: {type(exc).__name__}")

@@ -1,0 +1,112 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+from orjson import loads
+from tortoise.fields.base import OnDelete
+from tortoise.fields.data import JSON_DUMPS
+from uuid import uuid4
+from tortoise import fields
+
+class Migration(migrations.Migration):
+    initial = True
+
+    operations = [
+        ops.CreateModel(
+            name='User',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('code', fields.CharField(unique=True, max_length=32)),
+                ('nickname', fields.CharField(default='', max_length=64)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'users', 'app': 'parley', 'pk_attr': 'id', 'table_description': 'A person. Identities (phone, e-mail, wallets) hang off it.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Conversation',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('kind', fields.CharField(max_length=16)),
+                ('mode', fields.CharField(max_length=16)),
+                ('direct_key', fields.CharField(null=True, unique=True, max_length=80)),
+                ('title', fields.CharField(default='', max_length=128)),
+                ('last_seq', fields.BigIntField(default=0)),
+                ('created_by', fields.ForeignKeyField('parley.User', source_field='created_by_id', null=True, db_constraint=True, to_field='id', related_name='created_conversations', on_delete=OnDelete.SET_NULL)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
+            ],
+            options={'table': 'conversations', 'app': 'parley', 'pk_attr': 'id', 'table_description': 'A chat. Seed 001: every chat is a conversation, and direct chats have two members.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Identity',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('user', fields.ForeignKeyField('parley.User', source_field='user_id', db_constraint=True, to_field='id', related_name='identities', on_delete=OnDelete.CASCADE)),
+                ('kind', fields.CharField(max_length=16)),
+                ('value', fields.CharField(max_length=255)),
+                ('verified_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'identities', 'app': 'parley', 'unique_together': (('kind', 'value'),), 'pk_attr': 'id', 'table_description': 'One way to sign in, proven and owned by exactly one user.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Member',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('conversation', fields.ForeignKeyField('parley.Conversation', source_field='conversation_id', db_constraint=True, to_field='id', related_name='members', on_delete=OnDelete.CASCADE)),
+                ('user', fields.ForeignKeyField('parley.User', source_field='user_id', db_constraint=True, to_field='id', related_name='memberships', on_delete=OnDelete.CASCADE)),
+                ('role', fields.CharField(default='member', max_length=16)),
+                ('joined_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+            ],
+            options={'table': 'conversation_members', 'app': 'parley', 'unique_together': (('conversation', 'user'),), 'pk_attr': 'id', 'table_description': "A user's membership of a conversation."},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Message',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('conversation', fields.ForeignKeyField('parley.Conversation', source_field='conversation_id', db_constraint=True, to_field='id', related_name='messages', on_delete=OnDelete.CASCADE)),
+                ('seq', fields.BigIntField()),
+                ('sender', fields.ForeignKeyField('parley.User', source_field='sender_id', null=True, db_constraint=True, to_field='id', related_name='sent_messages', on_delete=OnDelete.SET_NULL)),
+                ('client_msg_id', fields.CharField(max_length=64)),
+                ('kind', fields.CharField(max_length=16)),
+                ('body', fields.JSONField(encoder=JSON_DUMPS, decoder=loads)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('edited_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('deleted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'messages', 'app': 'parley', 'unique_together': (('conversation', 'seq'), ('conversation', 'sender', 'client_msg_id')), 'pk_attr': 'id', 'table_description': 'A message: gap-free ``seq`` per conversation, idempotent by ``client_msg_id``.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Session',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('user', fields.ForeignKeyField('parley.User', source_field='user_id', db_constraint=True, to_field='id', related_name='sessions', on_delete=OnDelete.CASCADE)),
+                ('device_name', fields.CharField(default='', max_length=128)),
+                ('user_agent', fields.CharField(default='', max_length=256)),
+                ('ip', fields.CharField(default='', max_length=64)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('last_used_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('revoked_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('revoked_reason', fields.CharField(null=True, max_length=32)),
+            ],
+            options={'table': 'sessions', 'app': 'parley', 'pk_attr': 'id', 'table_description': 'A signed-in device. Its refresh tokens form one rotation family.'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='RefreshToken',
+            fields=[
+                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
+                ('session', fields.ForeignKeyField('parley.Session', source_field='session_id', db_constraint=True, to_field='id', related_name='refresh_tokens', on_delete=OnDelete.CASCADE)),
+                ('token_hash', fields.CharField(unique=True, max_length=64)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
+                ('used_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+            ],
+            options={'table': 'refresh_tokens', 'app': 'parley', 'pk_attr': 'id', 'table_description': 'A single-use refresh token, stored only as its SHA-256.'},
+            bases=['Model'],
+        ),
+    ]
