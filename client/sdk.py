@@ -1,0 +1,271 @@
+"""``ParleyClient``: sign in by phone, connect a socket, send and receive.
+
+    client = ParleyClient("http://127.0.0.1:8000")
+    start = await client.start_phone_sign_in("+14155552671")
+    await client.verify_phone(start["request_id"], code_from_sms, nickname="ana")
+    await client.connect()
+    conv = await client.open_direct(other_user_id)
+    await client.send_text(conv["id"], "hello")
+    message = await client.next_message()
+
+The socket reconnects on its own; before each (re)connect the access token is
+refreshed when it is about to expire, so a long-lived client stays signed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import socketio
+
+MESSAGE_SEND = "message:send"
+MESSAGE_NEW = "message:new"
+SESSION_REVOKED = "session:revoked"
+
+# Refresh the access token when less than this many seconds remain.
+_REFRESH_MARGIN = 60
+
+
+class ParleyApiError(Exception):
+    """An error answer from Parley, HTTP or socket ack: ``status``, ``code``, ``message``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ParleyClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        device_name: str = "parley-python-sdk",
+        transports: list[str] | None = None,
+        reconnection_delay: float = 0.5,
+        reconnection_delay_max: float = 3.0,
+        http_timeout: float = 15.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.device_name = device_name
+        self.transports = transports or ["websocket"]
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=http_timeout)
+        self.access_token: str | None = None
+        self.refresh_token: str | None = None
+        self.access_expires_at = 0.0
+        self.user_id: str | None = None
+        self.session_id: str | None = None
+        self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.connect_errors: list[Any] = []
+        self._refresh_lock = asyncio.Lock()
+        self.sio = socketio.AsyncClient(
+            reconnection=True,
+            reconnection_delay=reconnection_delay,
+            reconnection_delay_max=reconnection_delay_max,
+            handle_sigint=False,
+        )
+        self._connected = asyncio.Event()
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("connect_error", self._on_connect_error)
+        self.sio.on(MESSAGE_NEW, self._on_message)
+        self.sio.on(SESSION_REVOKED, self._on_session_revoked)
+
+    # -- HTTP -----------------------------------------------------------------
+
+    async def request(
+        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+        auth: bool = True,
+    ) -> Any:
+        headers = {}
+        if auth:
+            headers["Authorization"] = f"Bearer {await self.fresh_access_token()}"
+        response = await self.http.request(method, path, json=json, params=params, headers=headers)
+        return self._decode(response)
+
+    @staticmethod
+    def _decode(response: httpx.Response) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+            raise ParleyApiError(
+                response.status_code,
+                str(error.get("code", "http_error")),
+                str(error.get("message", response.text[:200])),
+            )
+        return body
+
+    async def start_phone_sign_in(self, phone: str, region: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"phone": phone}
+        if region:
+            body["region"] = region
+        result: dict[str, Any] = await self.request("POST", "/v1/auth/phone/start", json=body, auth=False)
+        return result
+
+    async def verify_phone(self, request_id: str, code: str, nickname: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"request_id": request_id, "code": code, "device_name": self.device_name}
+        if nickname is not None:
+            body["nickname"] = nickname
+        tokens: dict[str, Any] = await self.request(
+            "POST", "/v1/auth/phone/verify", json=body, auth=False
+        )
+        self._store_tokens(tokens)
+        return tokens
+
+    async def refresh(self) -> dict[str, Any]:
+        if self.refresh_token is None:
+            raise ParleyApiError(401, "unauthenticated", "not signed in")
+        tokens: dict[str, Any] = await self.request(
+            "POST", "/v1/auth/refresh", json={"refresh_token": self.refresh_token}, auth=False
+        )
+        self._store_tokens(tokens)
+        return tokens
+
+    async def fresh_access_token(self) -> str:
+        async with self._refresh_lock:
+            if self.access_token is None:
+                raise ParleyApiError(401, "unauthenticated", "not signed in")
+            if self.access_expires_at - time.time() < _REFRESH_MARGIN and self.refresh_token:
+                await self.refresh()
+            assert self.access_token is not None
+            return self.access_token
+
+    def _store_tokens(self, tokens: dict[str, Any]) -> None:
+        self.access_token = tokens["access_token"]
+        self.refresh_token = tokens["refresh_token"]
+        self.access_expires_at = time.time() + int(tokens["expires_in"])
+        self.user_id = tokens["user_id"]
+        self.session_id = tokens["session_id"]
+
+    async def me(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/v1/me")
+        return result
+
+    async def open_direct(self, user_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST", "/v1/conversations/direct", json={"user_id": user_id}
+        )
+        return result
+
+    async def conversations(self, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        result: dict[str, Any] = await self.request("GET", "/v1/conversations", params=params)
+        return result
+
+    async def history(
+        self,
+        conversation_id: str,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if before_seq is not None:
+            params["before_seq"] = before_seq
+        if after_seq is not None:
+            params["after_seq"] = after_seq
+        result: dict[str, Any] = await self.request(
+            "GET", f"/v1/conversations/{conversation_id}/messages", params=params
+        )
+        return result
+
+    # -- socket ---------------------------------------------------------------
+
+    async def connect(self, *, timeout: float = 10.0) -> None:
+        """Open the socket; raises ``ParleyApiError`` when the server refuses it."""
+
+        async def auth() -> dict[str, str]:
+            return {"token": await self.fresh_access_token()}
+
+        try:
+            await self.sio.connect(
+                self.base_url,
+                auth=auth,
+                transports=self.transports,
+                wait_timeout=timeout,
+                retry=False,
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            detail = self.connect_errors[-1] if self.connect_errors else None
+            if isinstance(detail, dict) and isinstance(detail.get("data"), dict):
+                detail = detail["data"]
+            if isinstance(detail, dict) and "code" in detail:
+                raise ParleyApiError(401, str(detail["code"]), str(detail.get("message"))) from exc
+            raise ParleyApiError(0, "connect_failed", str(exc)) from exc
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.sio.connected)
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def emit(self, event: str, payload: Any, *, timeout: float = 10.0) -> Any:
+        """Emit with an ack; returns the ack's ``data`` or raises its ``error``."""
+        ack = await self.sio.call(event, payload, timeout=timeout)
+        if isinstance(ack, dict) and "error" in ack:
+            error = ack["error"]
+            raise ParleyApiError(400, str(error.get("code")), str(error.get("message")))
+        if not isinstance(ack, dict) or "data" not in ack:
+            raise ParleyApiError(0, "bad_ack", f"unexpected ack {ack!r}")
+        return ack["data"]
+
+    async def send_text(
+        self, conversation_id: str, text: str, *, client_msg_id: str | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        payload = {
+            "conversation_id": conversation_id,
+            "client_msg_id": client_msg_id or uuid.uuid4().hex,
+            "kind": "text",
+            "body": {"text": text},
+        }
+        result: dict[str, Any] = await self.emit(MESSAGE_SEND, payload, timeout=timeout)
+        return result
+
+    async def next_message(self, timeout: float = 10.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    def on(self, event: str, handler: Callable[[Any], Awaitable[None] | None]) -> None:
+        """Also call ``handler`` for a server event (in addition to the queues)."""
+        self.sio.on(event, handler)
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+        await self.http.aclose()
+
+    async def __aenter__(self) -> ParleyClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- handlers -------------------------------------------------------------
+
+    async def _on_connect(self) -> None:
+        self._connected.set()
+
+    async def _on_disconnect(self, reason: Any = None) -> None:
+        self._connected.clear()
+
+    async def _on_connect_error(self, data: Any) -> None:
+        self.connect_errors.append(data)
+
+    async def _on_message(self, data: dict[str, Any]) -> None:
+        await self.messages.put(data)
+
+    async def _on_session_revoked(self, data: Any) -> None:
+        await self.events.put((SESSION_REVOKED, data))
