@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tortoise import Tortoise, connections
+from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import BaseORMException
 from tortoise.migrations.api.migrate import migrate as tortoise_migrate
 from tortoise.migrations.executor import MigrationExecutor
@@ -76,6 +77,10 @@ async def open_database(settings: DatabaseSettings) -> None:
 
 async def close_database() -> None:
     await Tortoise.close_connections()
+    # Tortoise caches prepared INSERT statements by connection *name*, not by
+    # dialect; a later open of another backend under the same name (the test
+    # suite runs SQLite then PostgreSQL in one process) must not reuse them.
+    EXECUTOR_CACHE.clear()
 
 
 async def pending_migrations(settings: DatabaseSettings) -> list[str]:
@@ -89,7 +94,7 @@ async def apply_migrations(settings: DatabaseSettings) -> None:
     try:
         await tortoise_migrate(config=tortoise_config(settings))
     finally:
-        await Tortoise.close_connections()
+        await close_database()
 
 
 async def ping() -> None:

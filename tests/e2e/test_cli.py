@@ -1,0 +1,94 @@
+"""The `parley` command: settings errors, migrations, several workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+
+from tests.support.clients import signed_in_client
+from tests.support.server import ROOT, ServerProcess
+from tests.support.services import REDIS_E2E_DB, create_postgres_database, drop_postgres_database, redis_url
+
+
+def _parley(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_bad_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
+    """A bad value or an unknown PARLEY_ variable exits 2 with a message naming it."""
+    for env, name in (
+        ({"PARLEY_DATABASE_POOL_MAX_SIZE": "lots"}, "PARLEY_DATABASE_POOL_MAX_SIZE"),
+        ({"PARLEY_REDIS_URL": "http://nope"}, "PARLEY_REDIS_URL"),
+        ({"PARLEY_DATABSE_URL": "sqlite://x"}, "PARLEY_DATABSE_URL"),
+        ({"PARLEY_AUTH_OTP_TTL": "3600"}, "PARLEY_AUTH_OTP_TTL"),
+    ):
+        result = _parley(["serve"], {**env, "PARLEY_AUTH_KEYS_DIR": str(tmp_path / "keys")})
+        assert result.returncode == 2, result.stderr
+        assert name in result.stderr and "Traceback" not in result.stderr
+
+
+def test_several_workers_need_redis(tmp_path: Path) -> None:
+    """`serve --workers 2` without PARLEY_REDIS_URL is refused with the reason."""
+    result = _parley(["serve", "--workers", "2"], {"PARLEY_DATABASE_URL": f"sqlite://{tmp_path}/p.sqlite3"})
+    assert result.returncode == 2 and "PARLEY_REDIS_URL" in result.stderr
+
+
+async def test_migrate_creates_the_schema_on_postgres() -> None:
+    """`parley migrate` creates every table on an empty PostgreSQL database and is idempotent."""
+    url = await create_postgres_database("parley_migrate")
+    try:
+        for _ in range(2):
+            result = _parley(["migrate"], {"PARLEY_DATABASE_URL": url})
+            assert result.returncode == 0, result.stderr
+        conn = await asyncpg.connect(url)
+        try:
+            tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+        finally:
+            await conn.close()
+        assert {"users", "identities", "sessions", "refresh_tokens", "conversations", "conversation_members", "messages"} <= tables
+    finally:
+        await drop_postgres_database(url)
+
+
+async def test_server_refuses_a_schema_behind_the_code() -> None:
+    """A node on an unmigrated PostgreSQL database refuses to start and says `parley migrate`."""
+    url = await create_postgres_database("parley_unmigrated")
+    try:
+        node = ServerProcess({"PARLEY_DATABASE_URL": url}, name="unmigrated")
+        try:
+            node.start(timeout=20)
+            raise AssertionError("node started on an unmigrated database")
+        except RuntimeError as exc:
+            assert "parley migrate" in str(exc)
+        finally:
+            node.stop()
+    finally:
+        await drop_postgres_database(url)
+
+
+async def test_two_workers_share_redis(tmp_path: Path, cluster_env: dict[str, str]) -> None:
+    """`parley serve --workers 2` on PostgreSQL + Redis serves sign-in and messaging."""
+    url = await create_postgres_database("parley_workers")
+    env = {**cluster_env, "PARLEY_DATABASE_URL": url, "PARLEY_REDIS_URL": redis_url(REDIS_E2E_DB),
+           "PARLEY_SERVER_WORKERS": "2", "PARLEY_AUTH_KEYS_DIR": str(tmp_path / "keys")}
+    node = ServerProcess(env, name="two-workers").start()
+    try:
+        clients = [await signed_in_client(node, f"w{i}") for i in range(4)]
+        try:
+            conversation = await clients[0].open_direct(clients[1].user_id or "")
+            ack = await clients[0].send_text(conversation["id"], "through a worker")
+            assert (await clients[1].next_message())["id"] == ack["id"]
+        finally:
+            for c in clients:
+                await c.close()
+    finally:
+        node.stop()
+        await drop_postgres_database(url)

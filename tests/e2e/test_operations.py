@@ -1,0 +1,77 @@
+"""Operational surface of a real node: health, readiness, metrics, OpenAPI, JWKS, request ids."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+
+from tests.support.clients import signed_in_client
+from tests.support.server import ServerProcess
+
+
+async def test_health_and_readiness(sqlite_node: ServerProcess) -> None:
+    """/healthz answers ok; /readyz reports the database and kv checks."""
+    async with httpx.AsyncClient(base_url=sqlite_node.url) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "kv": "ok"}}
+
+
+async def test_metrics_count_sockets_events_and_requests(sqlite_node: ServerProcess) -> None:
+    """/metrics exposes connected sockets, socket events and HTTP requests with latency."""
+    alice = await signed_in_client(sqlite_node, "alice")
+    bob = await signed_in_client(sqlite_node, "bob")
+    try:
+        conversation = await alice.open_direct(bob.user_id or "")
+        await alice.send_text(conversation["id"], "count me")
+        async with httpx.AsyncClient(base_url=sqlite_node.url) as http:
+            text = (await http.get("/metrics")).text
+        gauge = [line for line in text.splitlines() if line.startswith("parley_sockets_connected ")]
+        assert gauge and float(gauge[0].split()[1]) >= 2
+        assert 'parley_socket_events_in_total{event="message:send",outcome="ok"}' in text
+        assert 'parley_socket_events_out_total{event="message:new"}' in text
+        assert 'parley_http_requests_total{method="POST",route="/v1/conversations/direct",status="200"}' in text
+        assert "parley_http_request_seconds_bucket" in text
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_openapi_and_docs_are_served(sqlite_node: ServerProcess) -> None:
+    """The OpenAPI document lists the API and /docs serves the reference page."""
+    async with httpx.AsyncClient(base_url=sqlite_node.url) as http:
+        spec = (await http.get("/openapi.json")).json()
+        for path in ("/v1/auth/phone/start", "/v1/auth/phone/verify", "/v1/conversations/direct",
+                     "/v1/conversations/{conversation_id}/messages", "/healthz", "/readyz"):
+            assert path in spec["paths"], path
+        docs = await http.get("/docs")
+        assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_jwks_publishes_the_token_key(sqlite_node: ServerProcess) -> None:
+    """The access token's kid is in /.well-known/jwks.json as an Ed25519 OKP key."""
+    alice = await signed_in_client(sqlite_node, "alice", connect=False)
+    try:
+        header_b64 = (alice.access_token or "").split(".")[0]
+        header = json.loads(base64.urlsafe_b64decode(header_b64 + "=" * (-len(header_b64) % 4)))
+        async with httpx.AsyncClient(base_url=sqlite_node.url) as http:
+            keys = (await http.get("/.well-known/jwks.json")).json()["keys"]
+        assert header["alg"] == "EdDSA" and header["typ"] == "at+jwt"
+        assert [k for k in keys if k["kid"] == header["kid"] and k["crv"] == "Ed25519" and k["kty"] == "OKP"]
+    finally:
+        await alice.close()
+
+
+async def test_request_id_is_echoed_or_generated(sqlite_node: ServerProcess) -> None:
+    """A sane X-Request-ID comes back unchanged and appears in the log; others are replaced."""
+    async with httpx.AsyncClient(base_url=sqlite_node.url) as http:
+        given = await http.get("/v1/me", headers={"X-Request-ID": "trace-abc.123"})
+        assert given.headers["x-request-id"] == "trace-abc.123"
+        bogus = await http.get("/healthz", headers={"X-Request-ID": "no spaces <allowed>"})
+        assert bogus.headers["x-request-id"] != "no spaces <allowed>"
+        assert len(bogus.headers["x-request-id"]) == 32
+    record = sqlite_node.wait_for_record(lambda r: r.get("request_id") == "trace-abc.123")
+    assert record["status"] == 401

@@ -1,0 +1,103 @@
+"""The chat service on SQLite and PostgreSQL: seqs, idempotency, one direct chat per pair."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from config.errors import InvalidRequestError, NotFoundError
+from config.settings import ChatSettings, DatabaseSettings
+from server.chats.schemas import TextBody
+from server.chats.service import ChatService
+from server.users.service import UserService
+from storage.models import Message
+from tests.support.phones import fresh_phone
+
+
+class RecordingEmitter:
+    def __init__(self) -> None:
+        self.emits: list[tuple[str, Any, list[str]]] = []
+
+    async def emit_to_users(self, event: str, data: Any, user_ids: list[str]) -> None:
+        self.emits.append((event, data, list(user_ids)))
+
+
+async def _user(users: UserService, name: str) -> str:
+    user, _ = await users.sign_in_with_identity("phone", fresh_phone(), nickname=name)
+    return str(user.id)
+
+
+@pytest.fixture
+async def chats(db: DatabaseSettings) -> tuple[ChatService, UserService, RecordingEmitter]:
+    users = UserService()
+    emitter = RecordingEmitter()
+    return ChatService(ChatSettings(max_text_chars=100), users, emitter), users, emitter
+
+
+async def test_concurrent_sends_get_gap_free_seqs(chats: tuple[ChatService, UserService, RecordingEmitter]) -> None:
+    """30 concurrent sends get seqs 1..30 exactly once, each fanned out to both members."""
+    service, users, emitter = chats
+    a, b = await _user(users, "a"), await _user(users, "b")
+    conversation = await service.open_direct(a, b)
+    results = await asyncio.gather(
+        *(service.send_message(a, conversation.id, f"c{i}", "text", TextBody(text=f"m{i}")) for i in range(30))
+    )
+    assert sorted(m.seq for m in results) == list(range(1, 31))
+    assert len(emitter.emits) == 30
+    assert all(sorted(e[2]) == sorted([a, b]) for e in emitter.emits)
+    assert (await service.get_conversation(b, conversation.id)).last_seq == 30
+
+
+async def test_same_client_msg_id_stored_once(chats: tuple[ChatService, UserService, RecordingEmitter]) -> None:
+    """Ten concurrent sends with one client_msg_id store one message and fan out once."""
+    service, users, emitter = chats
+    a, b = await _user(users, "a"), await _user(users, "b")
+    conversation = await service.open_direct(a, b)
+    results = await asyncio.gather(
+        *(service.send_message(a, conversation.id, "same", "text", TextBody(text="x")) for _ in range(10))
+    )
+    assert {m.id for m in results} == {results[0].id}
+    assert await Message.filter(conversation_id=conversation.id).count() == 1
+    assert len(emitter.emits) == 1
+    nxt = await service.send_message(a, conversation.id, "next", "text", TextBody(text="y"))
+    assert nxt.seq == 2, "a deduplicated resend leaves no gap"
+
+
+async def test_one_direct_conversation_per_pair(chats: tuple[ChatService, UserService, RecordingEmitter]) -> None:
+    """Both people opening their direct chat at once get the same conversation."""
+    service, users, _ = chats
+    a, b = await _user(users, "a"), await _user(users, "b")
+    opened = await asyncio.gather(*(service.open_direct(a, b) for _ in range(5)), *(service.open_direct(b, a) for _ in range(5)))
+    assert len({c.id for c in opened}) == 1
+
+
+async def test_rules_of_the_door(chats: tuple[ChatService, UserService, RecordingEmitter]) -> None:
+    """Self-chats, unknown users, outsiders and oversize text are refused without writing."""
+    service, users, emitter = chats
+    a, b, eve = await _user(users, "a"), await _user(users, "b"), await _user(users, "eve")
+    with pytest.raises(InvalidRequestError):
+        await service.open_direct(a, a)
+    with pytest.raises(NotFoundError):
+        await service.open_direct(a, "00000000-0000-4000-8000-000000000000")
+    conversation = await service.open_direct(a, b)
+    with pytest.raises(NotFoundError):
+        await service.send_message(eve, conversation.id, "x", "text", TextBody(text="hi"))
+    with pytest.raises(NotFoundError):
+        await service.history(eve, conversation.id, before_seq=None, after_seq=None, limit=10)
+    with pytest.raises(InvalidRequestError):
+        await service.send_message(a, conversation.id, "y", "text", TextBody(text="z" * 101))
+    assert await Message.filter(conversation_id=conversation.id).count() == 0
+    assert emitter.emits == []
+
+
+async def test_sign_in_creates_once_and_overwrites_nickname(db: DatabaseSettings) -> None:
+    """The same phone signs in to the same user; concurrent first sign-ins create one user."""
+    users = UserService()
+    phone = fresh_phone()
+    results = await asyncio.gather(*(users.sign_in_with_identity("phone", phone, nickname="x") for _ in range(5)))
+    assert len({str(u.id) for u, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    user, created = await users.sign_in_with_identity("phone", phone, nickname="renamed")
+    assert not created and user.nickname == "renamed"
