@@ -81,7 +81,12 @@ class ParleyClient:
     # -- HTTP -----------------------------------------------------------------
 
     async def request(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
         auth: bool = True,
     ) -> Any:
         headers = {}
@@ -109,11 +114,19 @@ class ParleyClient:
         body: dict[str, Any] = {"phone": phone}
         if region:
             body["region"] = region
-        result: dict[str, Any] = await self.request("POST", "/v1/auth/phone/start", json=body, auth=False)
+        result: dict[str, Any] = await self.request(
+            "POST", "/v1/auth/phone/start", json=body, auth=False
+        )
         return result
 
-    async def verify_phone(self, request_id: str, code: str, nickname: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"request_id": request_id, "code": code, "device_name": self.device_name}
+    async def verify_phone(
+        self, request_id: str, code: str, nickname: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "request_id": request_id,
+            "code": code,
+            "device_name": self.device_name,
+        }
         if nickname is not None:
             body["nickname"] = nickname
         tokens: dict[str, Any] = await self.request(
@@ -224,7 +237,12 @@ class ParleyClient:
         return ack["data"]
 
     async def send_text(
-        self, conversation_id: str, text: str, *, client_msg_id: str | None = None, timeout: float = 10.0
+        self,
+        conversation_id: str,
+        text: str,
+        *,
+        client_msg_id: str | None = None,
+        timeout: float = 10.0,
     ) -> dict[str, Any]:
         payload = {
             "conversation_id": conversation_id,

@@ -7,6 +7,7 @@ generated key wins and every process reads that one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from config.errors import ConfigurationError
 from config.settings import AuthSettings
 
 JWT_KEY_FILE = "jwt-ed25519.pem"
-SERVER_SECRET_FILE = "server-secret"
+SERVER_SECRET_FILE = "server-secret"  # noqa: S105 - a file name
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,9 @@ def _new_ed25519_pem() -> bytes:
 def _parse_ed25519(pem: bytes, source: str) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(pem, password=None)
-    except ValueError as exc:
-        raise ConfigurationError(f"{source}: not a PEM private key ({exc})") from None
+    except (ValueError, TypeError) as exc:
+        # TypeError: the PEM is passphrase-protected; Parley needs it unencrypted.
+        raise ConfigurationError(f"{source}: not an unencrypted PEM private key ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigurationError(f"{source}: must be an Ed25519 private key")
     return key
@@ -76,11 +78,9 @@ def _read_or_create(path: Path, make: Callable[[], bytes]) -> bytes:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(make())
-        try:
+        # Another process may win the race; then its key is the one to use.
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process won the race; use its key
     finally:
         tmp.unlink(missing_ok=True)
     return path.read_bytes()
-

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from config.errors import ConfigurationError
 
@@ -37,7 +37,8 @@ class ServerSettings(_Section):
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
     # Proxies whose X-Forwarded-For is believed (comma-separated IPs, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
-    cors_origins: list[str] = []
+    # Browser origins allowed to call the HTTP API, comma-separated ("" = none, "*" = any).
+    cors_origins: str = ""
     # Seconds a draining node waits for clients to move before it closes.
     drain_grace_seconds: Seconds = 10
 
@@ -132,8 +133,8 @@ class RealtimeSettings(_Section):
     ping_timeout: Seconds = 20
     # Largest socket frame (or long-polling body) a client may send.
     max_frame_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
-    # Origins allowed to open a socket; empty means same-origin only, "*" means any.
-    cors_allowed_origins: list[str] = ["*"]
+    # Origins allowed to open a socket, comma-separated; "" = same origin only, "*" = any.
+    cors_allowed_origins: str = "*"
 
 
 class ChatSettings(_Section):
@@ -154,6 +155,11 @@ class EthSettings(_Section):
 
 class OpensearchSettings(_Section):
     url: str | None = None
+
+
+def split_list(value: str) -> list[str]:
+    """A comma-separated setting as a list, blanks dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 class Settings(BaseSettings):
@@ -201,6 +207,8 @@ def load_settings() -> Settings:
         raise ConfigurationError(f"{unknown[0]}: unknown setting (see README, Configuration)")
     try:
         return Settings()
+    except SettingsError as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from None
     except ValidationError as exc:
         problems = [f"{env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None

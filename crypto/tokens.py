@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from config.errors import AuthenticationError
 
 ALGORITHM = "EdDSA"
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JWT type, not a secret
 REFRESH_TOKEN_BYTES = 32
 
 
@@ -53,7 +53,8 @@ def raw_public_key(key: Ed25519PublicKey) -> bytes:
 
 def key_id(key: Ed25519PublicKey) -> str:
     """A stable ``kid``: the RFC 7638 JWK thumbprint of the public key."""
-    canonical = '{"crv":"Ed25519","kty":"OKP","x":"%s"}' % _b64url(raw_public_key(key))
+    x = _b64url(raw_public_key(key))
+    canonical = f'{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}'
     return _b64url(hashlib.sha256(canonical.encode()).digest())
 
 
@@ -125,7 +126,7 @@ class AccessTokenVerifier:
         key = self._keys.get(str(header.get("kid")))
         if key is None:
             raise InvalidTokenError("access token was signed by an unknown key")
-        options: dict[str, Any] = {"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "sid"]}
+        options: Any = {"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "sid"]}
         if now is not None:
             options["verify_exp"] = False
             options["verify_nbf"] = False
@@ -145,7 +146,7 @@ class AccessTokenVerifier:
         except jwt.PyJWTError as exc:
             raise InvalidTokenError(f"access token is invalid: {exc}") from None
         if now is not None:
-            if claims["exp"] + self._leeway < now:
+            if claims["exp"] + self._leeway <= now:
                 raise TokenExpiredError("access token has expired; refresh it")
             if claims["nbf"] - self._leeway > now:
                 raise InvalidTokenError("access token is not valid yet")

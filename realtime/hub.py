@@ -18,7 +18,7 @@ import socketio
 from pydantic import BaseModel, ValidationError
 
 from config.errors import InvalidRequestError, ParleyError
-from config.settings import RealtimeSettings, RedisSettings
+from config.settings import RealtimeSettings, RedisSettings, split_list
 from realtime import codec
 from realtime.events import user_room
 from realtime.metrics import RealtimeMetrics
@@ -73,9 +73,8 @@ class SocketHub:
             )
         else:
             manager = socketio.AsyncManager()
-        cors: str | list[str] = settings.cors_allowed_origins
-        if cors == ["*"]:
-            cors = "*"
+        origins = split_list(settings.cors_allowed_origins)
+        cors: str | list[str] = "*" if origins == ["*"] else origins
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             client_manager=manager,
@@ -96,7 +95,9 @@ class SocketHub:
         """Serve sockets at ``/socket.io/`` and hand everything else to ``other``."""
         return socketio.ASGIApp(self.sio, other_asgi_app=other, socketio_path="socket.io")
 
-    def on(self, event: str, model: type[P], handler: Callable[[Principal, P], Awaitable[Any]]) -> None:
+    def on(
+        self, event: str, model: type[P], handler: Callable[[Principal, P], Awaitable[Any]]
+    ) -> None:
         """Register a client event: payload validated by ``model``, result sent as the ack."""
 
         async def dispatch(sid: str, *args: Any) -> dict[str, Any]:
@@ -105,7 +106,9 @@ class SocketHub:
             try:
                 principal = self._principals.get(sid)
                 if principal is None:
-                    raise ParleyError("socket is not authenticated", code="unauthenticated", status=401)
+                    raise ParleyError(
+                        "socket is not authenticated", code="unauthenticated", status=401
+                    )
                 if len(args) != 1:
                     raise InvalidRequestError(f"{event} takes exactly one payload object")
                 try:
@@ -150,7 +153,7 @@ class SocketHub:
         for sid in list(self._principals):
             try:
                 await self.sio.disconnect(sid, ignore_queue=True)
-            except Exception:  # noqa: BLE001 - a dead socket must not stop shutdown
+            except Exception:
                 log.debug("disconnect of %s failed during shutdown", sid, exc_info=True)
         await self.sio.shutdown()
 

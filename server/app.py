@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from config.logging import configure_logging
-from config.settings import Settings, load_settings
+from config.settings import Settings, load_settings, split_list
 from server.auth.routes import router as auth_router
 from server.chats.events import register_chat_events
 from server.chats.routes import router as chats_router
@@ -82,10 +82,10 @@ def create_app(settings: Settings | None = None) -> Any:
     for router in (ops_router, auth_router, users_router, chats_router):
         api.include_router(router)
     register_chat_events(services.hub, services.chats)
-    if settings.server.cors_origins:
+    if cors_origins := split_list(settings.server.cors_origins):
         api.add_middleware(
             CORSMiddleware,
-            allow_origins=settings.server.cors_origins,
+            allow_origins=cors_origins,
             allow_methods=["*"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
         )

@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to bind (default PARLEY_SERVER_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default PARLEY_SERVER_PORT, 8000)")
     serve.add_argument(
-        "--workers", type=int, help="worker processes (default 1; more than 1 needs PARLEY_REDIS_URL)"
+        "--workers",
+        type=int,
+        help="worker processes (default 1; more than 1 needs PARLEY_REDIS_URL)",
     )
     serve.set_defaults(handler=_serve)
     migrate = commands.add_parser("migrate", help="apply database migrations")

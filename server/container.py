@@ -65,10 +65,14 @@ def build_services(settings: Settings) -> Services:
     async def verify_socket_token(token: str) -> Principal:
         claims = verifier.verify(token)
         if not await sessions.is_active(claims.session_id):
-            raise InvalidTokenError("session has been revoked; sign in again", code="session_revoked")
+            raise InvalidTokenError(
+                "session has been revoked; sign in again", code="session_revoked"
+            )
         return Principal(user_id=claims.user_id, session_id=claims.session_id)
 
-    hub = SocketHub(settings.realtime, settings.redis, verify_socket_token, RealtimeMetrics(registry))
+    hub = SocketHub(
+        settings.realtime, settings.redis, verify_socket_token, RealtimeMetrics(registry)
+    )
     sms = build_sms_sender(settings.sms)
     return Services(
         settings=settings,

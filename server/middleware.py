@@ -24,7 +24,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-def _error_response(status: int, code: str, message: str, request_id: str) -> tuple[Message, Message]:
+def _error_response(
+    status: int, code: str, message: str, request_id: str
+) -> tuple[Message, Message]:
     body = orjson.dumps({"error": {"code": code, "message": message}})
     start: Message = {
         "type": "http.response.start",
@@ -40,7 +42,12 @@ def _error_response(status: int, code: str, message: str, request_id: str) -> tu
 
 class RequestContextMiddleware:
     def __init__(
-        self, app: ASGIApp, *, metrics: HttpMetrics, max_body_bytes: int, streaming_prefixes: tuple[str, ...] = ()
+        self,
+        app: ASGIApp,
+        *,
+        metrics: HttpMetrics,
+        max_body_bytes: int,
+        streaming_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -66,7 +73,9 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            if scope["method"] in _BODY_METHODS and not scope["path"].startswith(self.streaming_prefixes):
+            if scope["method"] in _BODY_METHODS and not scope["path"].startswith(
+                self.streaming_prefixes
+            ):
                 body = await self._read_body(headers, receive)
                 if body is None:
                     start, end = _error_response(

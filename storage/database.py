@@ -86,7 +86,9 @@ async def close_database() -> None:
 async def pending_migrations(settings: DatabaseSettings) -> list[str]:
     executor = MigrationExecutor(connections.get("default"), tortoise_config(settings)["apps"])
     plan = await executor.plan(None)
-    return [f"{step.migration.app_label}.{step.migration.name}" for step in plan if not step.backward]
+    return [
+        f"{step.migration.app_label}.{step.migration.name}" for step in plan if not step.backward
+    ]
 
 
 async def apply_migrations(settings: DatabaseSettings) -> None:

@@ -19,7 +19,9 @@ from config.errors import UnavailableError
 class KeyValueStore(Protocol):
     async def get(self, key: str) -> bytes | None: ...
 
-    async def set(self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False) -> bool:
+    async def set(
+        self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False
+    ) -> bool:
         """Store ``value`` for ``ttl`` seconds; with ``only_if_absent`` keep an existing one."""
 
     async def delete(self, key: str) -> bool:
@@ -67,7 +69,9 @@ class MemoryKeyValueStore:
         item = self._live(key)
         return None if item is None else item[0]
 
-    async def set(self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False) -> bool:
+    async def set(
+        self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False
+    ) -> bool:
         if only_if_absent and self._live(key) is not None:
             return False
         self._data[key] = (value, self._now() + ttl)
@@ -126,12 +130,14 @@ class RedisKeyValueStore:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            value: bytes | None = await self._redis.get(self._k(key))
+            value = await self._redis.get(self._k(key))
         except RedisError as exc:
             raise _unavailable(exc) from exc
-        return value
+        return value if value is None or isinstance(value, bytes) else value.encode()
 
-    async def set(self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False) -> bool:
+    async def set(
+        self, key: str, value: bytes, *, ttl: float, only_if_absent: bool = False
+    ) -> bool:
         try:
             done = await self._redis.set(
                 self._k(key), value, px=max(1, int(ttl * 1000)), nx=only_if_absent

@@ -7,6 +7,7 @@ makemigrations`` (see docs/OPERATIONS.md).
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from tortoise import fields
 from tortoise.models import Model
@@ -53,6 +54,7 @@ class Session(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "parley.User", related_name="sessions", on_delete=fields.CASCADE
     )
+    user_id: uuid.UUID
     device_name = fields.CharField(max_length=128, default="")
     user_agent = fields.CharField(max_length=256, default="")
     ip = fields.CharField(max_length=64, default="")
@@ -114,6 +116,7 @@ class Member(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "parley.User", related_name="memberships", on_delete=fields.CASCADE
     )
+    user_id: uuid.UUID
     # owner | admin | member
     role = fields.CharField(max_length=16, default="member")
     joined_at = fields.DatetimeField(auto_now_add=True)
@@ -130,14 +133,16 @@ class Message(Model):
     conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
         "parley.Conversation", related_name="messages", on_delete=fields.CASCADE
     )
+    conversation_id: uuid.UUID
     seq = fields.BigIntField()
     sender: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "parley.User", related_name="sent_messages", null=True, on_delete=fields.SET_NULL
     )
+    sender_id: uuid.UUID | None
     client_msg_id = fields.CharField(max_length=64)
     # text | system (envelope and image arrive with end-to-end encryption and media)
     kind = fields.CharField(max_length=16)
-    body = fields.JSONField()
+    body: fields.Field[Any] = fields.JSONField()
     created_at = fields.DatetimeField(auto_now_add=True)
     edited_at = fields.DatetimeField(null=True)
     deleted_at = fields.DatetimeField(null=True)

@@ -47,7 +47,7 @@ class RefreshRequest(_Strict):
 class TokenPair(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - the scheme name
     expires_in: int = Field(description="Seconds until the access token expires")
     user_id: str
     session_id: str

@@ -70,7 +70,9 @@ class PhoneAuthService:
         self._users = users
         self._sessions = sessions
 
-    async def start(self, raw_phone: str, region: str | None, client: ClientInfo) -> PhoneStartResponse:
+    async def start(
+        self, raw_phone: str, region: str | None, client: ClientInfo
+    ) -> PhoneStartResponse:
         phone = normalize_phone(raw_phone, region or self._settings.default_region)
         s = self._settings
         await self._limit(f"rl:otp:ip:{client.ip}", s.otp_per_ip_per_hour, "from this address")
@@ -90,7 +92,9 @@ class PhoneAuthService:
         record = {"phone": phone, "hash": hash_otp(self._secret, request_id, code)}
         await self._kv.set(f"otp:{request_id}", orjson.dumps(record), ttl=s.otp_ttl)
         try:
-            await self._sms.send(phone, f"Your Parley code is {code}. It expires in {s.otp_ttl // 60} min.")
+            await self._sms.send(
+                phone, f"Your Parley code is {code}. It expires in {s.otp_ttl // 60} min."
+            )
         except Exception:
             await self._kv.delete(f"otp:{request_id}")
             raise
@@ -119,7 +123,9 @@ class PhoneAuthService:
         limit = self._settings.otp_max_attempts
         if attempts > limit:
             await self._kv.delete(key)
-            raise InvalidCodeError("too many wrong codes; request a new one", code="otp_attempts_exceeded")
+            raise InvalidCodeError(
+                "too many wrong codes; request a new one", code="otp_attempts_exceeded"
+            )
         if not verify_otp(self._secret, request_id, code, record["hash"]):
             if attempts >= limit:
                 await self._kv.delete(key)

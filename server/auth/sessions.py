@@ -65,7 +65,9 @@ class SessionService:
         token_hash = hash_refresh_token(refresh_token)
         now = utcnow()
         async with in_transaction():
-            spent = await RefreshToken.filter(token_hash=token_hash, used_at=None).update(used_at=now)
+            spent = await RefreshToken.filter(token_hash=token_hash, used_at=None).update(
+                used_at=now
+            )
             row = await RefreshToken.get_or_none(token_hash=token_hash).select_related("session")
             if row is None:
                 raise InvalidRefreshTokenError("refresh token is not valid")
@@ -104,7 +106,9 @@ class SessionService:
             id=session_id, revoked_at=None, expires_at__gt=utcnow()
         ).exists()
 
-    def _pair(self, user_id: str, session_id: str, refresh: str, *, new_user: bool = False) -> TokenPair:
+    def _pair(
+        self, user_id: str, session_id: str, refresh: str, *, new_user: bool = False
+    ) -> TokenPair:
         return TokenPair(
             access_token=self._issuer.issue(user_id=user_id, session_id=session_id),
             refresh_token=refresh,

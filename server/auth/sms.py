@@ -39,7 +39,9 @@ class HttpSmsSender:
         self._sender = settings.sender
         auth = None
         if settings.http_username and settings.http_password:
-            auth = httpx.BasicAuth(settings.http_username, settings.http_password.get_secret_value())
+            auth = httpx.BasicAuth(
+                settings.http_username, settings.http_password.get_secret_value()
+            )
         self._client = client or httpx.AsyncClient(timeout=10, auth=auth)
 
     async def send(self, to: str, text: str) -> None:
@@ -48,7 +50,9 @@ class HttpSmsSender:
                 self._url, data={"To": to, "From": self._sender, "Body": text}
             )
         except httpx.HTTPError as exc:
-            raise UnavailableError(f"SMS provider unreachable: {type(exc).__name__}", code="sms_failed") from exc
+            raise UnavailableError(
+                f"SMS provider unreachable: {type(exc).__name__}", code="sms_failed"
+            ) from exc
         if response.status_code >= 300:
             log.error("SMS provider answered %s", response.status_code)
             raise UnavailableError("SMS provider refused the message", code="sms_failed")

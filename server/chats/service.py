@@ -44,9 +44,9 @@ class ConversationNotFoundError(NotFoundError):
 def message_out(message: Message) -> MessageOut:
     return MessageOut(
         id=str(message.id),
-        conversation_id=str(message.conversation_id),  # type: ignore[attr-defined]
+        conversation_id=str(message.conversation_id),
         seq=message.seq,
-        sender_id=str(message.sender_id) if message.sender_id else None,  # type: ignore[attr-defined]
+        sender_id=str(message.sender_id) if message.sender_id else None,
         client_msg_id=message.client_msg_id,
         kind=message.kind,
         body=message.body,
@@ -133,7 +133,7 @@ class ChatService:
                 seqs = await Conversation.filter(id=conversation_id).values_list(
                     "last_seq", flat=True
                 )
-                seq = int(seqs[0])
+                seq: int = seqs[0]  # type: ignore[assignment]
                 message = await Message.create(
                     conversation_id=conversation_id,
                     seq=seq,
@@ -208,7 +208,7 @@ class ChatService:
             mode=conversation.mode,
             title=conversation.title,
             last_seq=conversation.last_seq,
-            members=[MemberOut(user_id=str(m.user_id), role=m.role) for m in members],  # type: ignore[attr-defined]
+            members=[MemberOut(user_id=str(m.user_id), role=m.role) for m in members],
             created_at=conversation.created_at,
         )
 

@@ -65,7 +65,9 @@ class UserService:
         user = await User.get_or_none(id=user_id)
         if user is None:
             raise UserNotFoundError("no such user")
-        phones = await Identity.filter(user_id=user_id, kind="phone").values_list("value", flat=True)
+        phones = await Identity.filter(user_id=user_id, kind="phone").values_list(
+            "value", flat=True
+        )
         return MeOut(**user_out(user).model_dump(), phones=[str(p) for p in phones])
 
     async def exists(self, user_id: str) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.server import ServerProcess
 from tests.support.services import (
     REDIS_E2E_DB,
     create_postgres_database,
@@ -15,7 +16,6 @@ from tests.support.services import (
     flush_redis,
     redis_url,
 )
-from tests.support.server import ServerProcess
 
 # Every test signs in from 127.0.0.1; lift the per-address OTP limit for the suite.
 # A short resend cool-down keeps the cool-down test fast.

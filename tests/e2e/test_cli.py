@@ -11,14 +11,25 @@ import asyncpg
 
 from tests.support.clients import signed_in_client
 from tests.support.server import ROOT, ServerProcess
-from tests.support.services import REDIS_E2E_DB, create_postgres_database, drop_postgres_database, redis_url
+from tests.support.services import (
+    REDIS_E2E_DB,
+    create_postgres_database,
+    drop_postgres_database,
+    redis_url,
+)
 
 
-def _parley(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _parley(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
     return subprocess.run(
         [sys.executable, "-m", "server.cli", *args],
-        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -37,7 +48,9 @@ def test_bad_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
 
 def test_several_workers_need_redis(tmp_path: Path) -> None:
     """`serve --workers 2` without PARLEY_REDIS_URL is refused with the reason."""
-    result = _parley(["serve", "--workers", "2"], {"PARLEY_DATABASE_URL": f"sqlite://{tmp_path}/p.sqlite3"})
+    result = _parley(
+        ["serve", "--workers", "2"], {"PARLEY_DATABASE_URL": f"sqlite://{tmp_path}/p.sqlite3"}
+    )
     assert result.returncode == 2 and "PARLEY_REDIS_URL" in result.stderr
 
 
@@ -50,10 +63,23 @@ async def test_migrate_creates_the_schema_on_postgres() -> None:
             assert result.returncode == 0, result.stderr
         conn = await asyncpg.connect(url)
         try:
-            tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+            tables = {
+                r["tablename"]
+                for r in await conn.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname='public'"
+                )
+            }
         finally:
             await conn.close()
-        assert {"users", "identities", "sessions", "refresh_tokens", "conversations", "conversation_members", "messages"} <= tables
+        assert {
+            "users",
+            "identities",
+            "sessions",
+            "refresh_tokens",
+            "conversations",
+            "conversation_members",
+            "messages",
+        } <= tables
     finally:
         await drop_postgres_database(url)
 
@@ -77,8 +103,13 @@ async def test_server_refuses_a_schema_behind_the_code() -> None:
 async def test_two_workers_share_redis(tmp_path: Path, cluster_env: dict[str, str]) -> None:
     """`parley serve --workers 2` on PostgreSQL + Redis serves sign-in and messaging."""
     url = await create_postgres_database("parley_workers")
-    env = {**cluster_env, "PARLEY_DATABASE_URL": url, "PARLEY_REDIS_URL": redis_url(REDIS_E2E_DB),
-           "PARLEY_SERVER_WORKERS": "2", "PARLEY_AUTH_KEYS_DIR": str(tmp_path / "keys")}
+    env = {
+        **cluster_env,
+        "PARLEY_DATABASE_URL": url,
+        "PARLEY_REDIS_URL": redis_url(REDIS_E2E_DB),
+        "PARLEY_SERVER_WORKERS": "2",
+        "PARLEY_AUTH_KEYS_DIR": str(tmp_path / "keys"),
+    }
     node = ServerProcess(env, name="two-workers").start()
     try:
         clients = [await signed_in_client(node, f"w{i}") for i in range(4)]

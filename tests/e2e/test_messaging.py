@@ -44,7 +44,9 @@ async def test_two_users_exchange_a_message(sqlite_node: ServerProcess) -> None:
         await bob.close()
 
 
-async def test_resend_with_same_client_msg_id_is_not_delivered_twice(sqlite_node: ServerProcess) -> None:
+async def test_resend_with_same_client_msg_id_is_not_delivered_twice(
+    sqlite_node: ServerProcess,
+) -> None:
     """A resend returns the first ack and no second message:new, and history holds one copy."""
     alice = await signed_in_client(sqlite_node, "alice")
     bob = await signed_in_client(sqlite_node, "bob")
@@ -119,8 +121,10 @@ async def test_outsider_can_neither_send_nor_read(sqlite_node: ServerProcess) ->
             await c.close()
 
 
-async def test_bad_socket_payloads_get_error_acks_and_hurt_nobody(sqlite_node: ServerProcess) -> None:
-    """Wrong types, unknown fields, oversize text and garbage get error acks; others keep chatting."""
+async def test_bad_socket_payloads_get_error_acks_and_hurt_nobody(
+    sqlite_node: ServerProcess,
+) -> None:
+    """Wrong types, unknown fields, oversize text, garbage: error acks; others keep chatting."""
     alice = await signed_in_client(sqlite_node, "alice")
     bob = await signed_in_client(sqlite_node, "bob")
     try:
@@ -133,7 +137,10 @@ async def test_bad_socket_payloads_get_error_acks_and_hurt_nobody(sqlite_node: S
             "unknown field": ({**good, "admin": True}, "invalid_request"),
             "wrong type": ({**good, "body": {"text": 5}}, "invalid_request"),
             "bad conversation id": ({**good, "conversation_id": "nope"}, "invalid_request"),
-            "unknown conversation": ({**good, "conversation_id": str(uuid.uuid4())}, "conversation_not_found"),
+            "unknown conversation": (
+                {**good, "conversation_id": str(uuid.uuid4())},
+                "conversation_not_found",
+            ),
             "empty text": ({**good, "body": {"text": ""}}, "invalid_request"),
             "oversize text": ({**good, "body": {"text": "x" * 5000}}, "message_too_large"),
             "bad client_msg_id": ({**good, "client_msg_id": "has space"}, "invalid_request"),
@@ -160,7 +167,11 @@ async def test_oversize_socket_frame_drops_only_that_client(sqlite_node: ServerP
     mallory = await signed_in_client(sqlite_node, "mallory")
     try:
         conversation = await alice.open_direct(bob.user_id or "")
-        huge = {"conversation_id": conversation["id"], "client_msg_id": "big", "body": {"text": "x" * 400_000}}
+        huge = {
+            "conversation_id": conversation["id"],
+            "client_msg_id": "big",
+            "body": {"text": "x" * 400_000},
+        }
         with pytest.raises((ParleyApiError, TimeoutError, asyncio.TimeoutError, Exception)):
             await mallory.emit("message:send", huge, timeout=3)
         ack = await alice.send_text(conversation["id"], "still fine")
@@ -192,7 +203,7 @@ async def test_socket_connect_refused_with_reason(sqlite_node: ServerProcess) ->
                     retry=False,
                 )
                 raise AssertionError("connection should have been refused")
-            except Exception:  # noqa: BLE001 - socketio raises its own ConnectionError
+            except Exception:
                 pass
             detail = client.connect_errors[-1]
             data = detail.get("data", detail) if isinstance(detail, dict) else {}
@@ -215,6 +226,7 @@ async def test_socket_connect_refused_with_reason(sqlite_node: ServerProcess) ->
 async def test_http_bad_input_is_a_clear_4xx(sqlite_node: ServerProcess) -> None:
     """Malformed JSON, unknown fields, oversize bodies, bad phones, wrong OTPs and bad tokens."""
     async with httpx.AsyncClient(base_url=sqlite_node.url) as http:
+
         async def expect(method: str, path: str, status: int, code: str, **kw: object) -> None:
             response = await http.request(method, path, **kw)  # type: ignore[arg-type]
             assert response.status_code == status, (path, response.text)
@@ -223,24 +235,62 @@ async def test_http_bad_input_is_a_clear_4xx(sqlite_node: ServerProcess) -> None
             assert body["error"]["message"]
 
         json_headers = {"content-type": "application/json"}
-        await expect("POST", "/v1/auth/phone/start", 400, "malformed_json", content=b"{bad", headers=json_headers)
-        await expect("POST", "/v1/auth/phone/start", 422, "invalid_request", json={"phone": "+14155552671", "x": 1})
+        await expect(
+            "POST",
+            "/v1/auth/phone/start",
+            400,
+            "malformed_json",
+            content=b"{bad",
+            headers=json_headers,
+        )
+        await expect(
+            "POST",
+            "/v1/auth/phone/start",
+            422,
+            "invalid_request",
+            json={"phone": "+14155552671", "x": 1},
+        )
         await expect("POST", "/v1/auth/phone/start", 422, "invalid_request", json={})
         await expect("POST", "/v1/auth/phone/start", 422, "invalid_phone", json={"phone": "12345"})
-        await expect("POST", "/v1/auth/phone/start", 422, "invalid_phone", json={"phone": "not a phone"})
-        await expect("POST", "/v1/auth/phone/start", 422, "invalid_request", json={"phone": "+1" * 40})
-        await expect("POST", "/v1/auth/phone/start", 413, "payload_too_large", content=b"{" + b" " * 70_000 + b"}", headers=json_headers)
         await expect(
-            "POST", "/v1/auth/phone/verify", 401, "invalid_code",
+            "POST", "/v1/auth/phone/start", 422, "invalid_phone", json={"phone": "not a phone"}
+        )
+        await expect(
+            "POST", "/v1/auth/phone/start", 422, "invalid_request", json={"phone": "+1" * 40}
+        )
+        await expect(
+            "POST",
+            "/v1/auth/phone/start",
+            413,
+            "payload_too_large",
+            content=b"{" + b" " * 70_000 + b"}",
+            headers=json_headers,
+        )
+        await expect(
+            "POST",
+            "/v1/auth/phone/verify",
+            401,
+            "invalid_code",
             json={"request_id": "nonexistent-request", "code": "123456"},
         )
         await expect(
-            "POST", "/v1/auth/phone/verify", 422, "invalid_request",
+            "POST",
+            "/v1/auth/phone/verify",
+            422,
+            "invalid_request",
             json={"request_id": "nonexistent-request", "code": "12ab56"},
         )
         await expect("GET", "/v1/me", 401, "unauthenticated")
-        await expect("GET", "/v1/me", 401, "invalid_token", headers={"Authorization": "Bearer abc.def.ghi"})
-        await expect("POST", "/v1/auth/refresh", 401, "invalid_refresh_token", json={"refresh_token": "x" * 43})
+        await expect(
+            "GET", "/v1/me", 401, "invalid_token", headers={"Authorization": "Bearer abc.def.ghi"}
+        )
+        await expect(
+            "POST",
+            "/v1/auth/refresh",
+            401,
+            "invalid_refresh_token",
+            json={"refresh_token": "x" * 43},
+        )
         await expect("GET", "/v1/nowhere", 404, "not_found")
         await expect("DELETE", "/healthz", 405, "method_not_allowed")
 
@@ -293,7 +343,9 @@ async def test_code_is_single_use_and_nickname_is_overwritten(sqlite_node: Serve
     assert me["nickname"] == "anna" and me["phones"] == [phone]
 
 
-async def _me_after_second_sign_in(node: ServerProcess, phone: str, user_id: str) -> dict[str, object]:
+async def _me_after_second_sign_in(
+    node: ServerProcess, phone: str, user_id: str
+) -> dict[str, object]:
     """Sign in again once the (2 s, on the test node) resend cool-down allows."""
     from client import ParleyClient
 

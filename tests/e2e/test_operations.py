@@ -33,7 +33,10 @@ async def test_metrics_count_sockets_events_and_requests(sqlite_node: ServerProc
         assert gauge and float(gauge[0].split()[1]) >= 2
         assert 'parley_socket_events_in_total{event="message:send",outcome="ok"}' in text
         assert 'parley_socket_events_out_total{event="message:new"}' in text
-        assert 'parley_http_requests_total{method="POST",route="/v1/conversations/direct",status="200"}' in text
+        assert (
+            'parley_http_requests_total{method="POST",route="/v1/conversations/direct",status="200"}'
+            in text
+        )
         assert "parley_http_request_seconds_bucket" in text
     finally:
         await alice.close()
@@ -44,8 +47,14 @@ async def test_openapi_and_docs_are_served(sqlite_node: ServerProcess) -> None:
     """The OpenAPI document lists the API and /docs serves the reference page."""
     async with httpx.AsyncClient(base_url=sqlite_node.url) as http:
         spec = (await http.get("/openapi.json")).json()
-        for path in ("/v1/auth/phone/start", "/v1/auth/phone/verify", "/v1/conversations/direct",
-                     "/v1/conversations/{conversation_id}/messages", "/healthz", "/readyz"):
+        for path in (
+            "/v1/auth/phone/start",
+            "/v1/auth/phone/verify",
+            "/v1/conversations/direct",
+            "/v1/conversations/{conversation_id}/messages",
+            "/healthz",
+            "/readyz",
+        ):
             assert path in spec["paths"], path
         docs = await http.get("/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -60,7 +69,11 @@ async def test_jwks_publishes_the_token_key(sqlite_node: ServerProcess) -> None:
         async with httpx.AsyncClient(base_url=sqlite_node.url) as http:
             keys = (await http.get("/.well-known/jwks.json")).json()["keys"]
         assert header["alg"] == "EdDSA" and header["typ"] == "at+jwt"
-        assert [k for k in keys if k["kid"] == header["kid"] and k["crv"] == "Ed25519" and k["kty"] == "OKP"]
+        assert [
+            k
+            for k in keys
+            if k["kid"] == header["kid"] and k["crv"] == "Ed25519" and k["kty"] == "OKP"
+        ]
     finally:
         await alice.close()
 

@@ -41,8 +41,10 @@ async def test_message_crosses_nodes_and_history_shows_it_once(
         await bob.close()
 
 
-async def test_tokens_and_codes_work_on_either_node(cluster: tuple[ServerProcess, ServerProcess]) -> None:
-    """A code requested on node 1 verifies on node 2 (shared kv), and tokens from one work on the other."""
+async def test_tokens_and_codes_work_on_either_node(
+    cluster: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """A code from node 1 verifies on node 2 (shared kv); tokens from one work on the other."""
     from client import ParleyClient
     from tests.support.phones import fresh_phone
 

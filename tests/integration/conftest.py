@@ -13,7 +13,15 @@ from storage import database
 from storage.kv import KeyValueStore, MemoryKeyValueStore, RedisKeyValueStore
 from tests.support.services import REDIS_INTEGRATION_DB, flush_redis, redis_url
 
-_TABLES = ("messages", "conversation_members", "conversations", "refresh_tokens", "sessions", "identities", "users")
+_TABLES = (
+    "messages",
+    "conversation_members",
+    "conversations",
+    "refresh_tokens",
+    "sessions",
+    "identities",
+    "users",
+)
 _migrated: set[str] = set()
 
 

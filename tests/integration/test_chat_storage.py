@@ -36,13 +36,18 @@ async def chats(db: DatabaseSettings) -> tuple[ChatService, UserService, Recordi
     return ChatService(ChatSettings(max_text_chars=100), users, emitter), users, emitter
 
 
-async def test_concurrent_sends_get_gap_free_seqs(chats: tuple[ChatService, UserService, RecordingEmitter]) -> None:
+async def test_concurrent_sends_get_gap_free_seqs(
+    chats: tuple[ChatService, UserService, RecordingEmitter],
+) -> None:
     """30 concurrent sends get seqs 1..30 exactly once, each fanned out to both members."""
     service, users, emitter = chats
     a, b = await _user(users, "a"), await _user(users, "b")
     conversation = await service.open_direct(a, b)
     results = await asyncio.gather(
-        *(service.send_message(a, conversation.id, f"c{i}", "text", TextBody(text=f"m{i}")) for i in range(30))
+        *(
+            service.send_message(a, conversation.id, f"c{i}", "text", TextBody(text=f"m{i}"))
+            for i in range(30)
+        )
     )
     assert sorted(m.seq for m in results) == list(range(1, 31))
     assert len(emitter.emits) == 30
@@ -50,13 +55,18 @@ async def test_concurrent_sends_get_gap_free_seqs(chats: tuple[ChatService, User
     assert (await service.get_conversation(b, conversation.id)).last_seq == 30
 
 
-async def test_same_client_msg_id_stored_once(chats: tuple[ChatService, UserService, RecordingEmitter]) -> None:
+async def test_same_client_msg_id_stored_once(
+    chats: tuple[ChatService, UserService, RecordingEmitter],
+) -> None:
     """Ten concurrent sends with one client_msg_id store one message and fan out once."""
     service, users, emitter = chats
     a, b = await _user(users, "a"), await _user(users, "b")
     conversation = await service.open_direct(a, b)
     results = await asyncio.gather(
-        *(service.send_message(a, conversation.id, "same", "text", TextBody(text="x")) for _ in range(10))
+        *(
+            service.send_message(a, conversation.id, "same", "text", TextBody(text="x"))
+            for _ in range(10)
+        )
     )
     assert {m.id for m in results} == {results[0].id}
     assert await Message.filter(conversation_id=conversation.id).count() == 1
@@ -65,11 +75,16 @@ async def test_same_client_msg_id_stored_once(chats: tuple[ChatService, UserServ
     assert nxt.seq == 2, "a deduplicated resend leaves no gap"
 
 
-async def test_one_direct_conversation_per_pair(chats: tuple[ChatService, UserService, RecordingEmitter]) -> None:
+async def test_one_direct_conversation_per_pair(
+    chats: tuple[ChatService, UserService, RecordingEmitter],
+) -> None:
     """Both people opening their direct chat at once get the same conversation."""
     service, users, _ = chats
     a, b = await _user(users, "a"), await _user(users, "b")
-    opened = await asyncio.gather(*(service.open_direct(a, b) for _ in range(5)), *(service.open_direct(b, a) for _ in range(5)))
+    opened = await asyncio.gather(
+        *(service.open_direct(a, b) for _ in range(5)),
+        *(service.open_direct(b, a) for _ in range(5)),
+    )
     assert len({c.id for c in opened}) == 1
 
 
@@ -96,7 +111,9 @@ async def test_sign_in_creates_once_and_overwrites_nickname(db: DatabaseSettings
     """The same phone signs in to the same user; concurrent first sign-ins create one user."""
     users = UserService()
     phone = fresh_phone()
-    results = await asyncio.gather(*(users.sign_in_with_identity("phone", phone, nickname="x") for _ in range(5)))
+    results = await asyncio.gather(
+        *(users.sign_in_with_identity("phone", phone, nickname="x") for _ in range(5))
+    )
     assert len({str(u.id) for u, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     user, created = await users.sign_in_with_identity("phone", phone, nickname="renamed")

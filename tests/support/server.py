@@ -7,6 +7,7 @@ a developer running `make run`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -61,7 +62,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start:\n" + "\n".join(self.raw_lines[-40:]))
+                raise RuntimeError(
+                    f"{self.name} exited at start:\n" + "\n".join(self.raw_lines[-40:])
+                )
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return self
@@ -69,17 +72,17 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.name} not ready in {timeout}s:\n" + "\n".join(self.raw_lines[-40:]))
+        raise RuntimeError(
+            f"{self.name} not ready in {timeout}s:\n" + "\n".join(self.raw_lines[-40:])
+        )
 
     def _read(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         for line in self.proc.stderr:
             with self._lock:
                 self.raw_lines.append(line.rstrip())
-                try:
+                with contextlib.suppress(ValueError):  # a non-JSON line (a crash trace)
                     self.records.append(json.loads(line))
-                except ValueError:
-                    pass
                 self._lock.notify_all()
 
     def wait_for_record(

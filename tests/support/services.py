@@ -23,7 +23,9 @@ REDIS_E2E_DB = 14
 
 _HOW_TO_START = {
     "postgres": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
-    "redis": 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no',
+    "redis": (
+        'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
+    ),
 }
 
 
@@ -67,14 +69,10 @@ async def flush_redis(db: int) -> None:
     client = redis_asyncio.Redis.from_url(redis_url(db), socket_connect_timeout=5)
     try:
         await client.flushdb()
-    except OSError as exc:
+    except (OSError, redis_asyncio.ConnectionError) as exc:
         pytest.fail(
-            f"Redis is unreachable at {redis_url(db)} ({exc}); start it with: {_HOW_TO_START['redis']}",
-            pytrace=False,
-        )
-    except redis_asyncio.ConnectionError as exc:
-        pytest.fail(
-            f"Redis is unreachable at {redis_url(db)} ({exc}); start it with: {_HOW_TO_START['redis']}",
+            f"Redis is unreachable at {redis_url(db)} ({exc}); "
+            f"start it with: {_HOW_TO_START['redis']}",
             pytrace=False,
         )
     finally:
