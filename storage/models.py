@@ -113,6 +113,7 @@ class Member(Model):
     conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
         "parley.Conversation", related_name="members", on_delete=fields.CASCADE
     )
+    conversation_id: uuid.UUID
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "parley.User", related_name="memberships", on_delete=fields.CASCADE
     )

@@ -99,7 +99,13 @@ class ChatService:
             query = query.filter(id__gt=_uuid(cursor, "cursor"))
         rows = await query.limit(limit + 1)
         page = rows[:limit]
-        outs = [await self._conversation_out(c) for c in page]
+        members: dict[str, list[Member]] = {str(c.id): [] for c in page}
+        if page:
+            for member in await Member.filter(conversation_id__in=[c.id for c in page]).order_by(
+                "joined_at", "id"
+            ):
+                members[str(member.conversation_id)].append(member)
+        outs = [_conversation_out(c, members[str(c.id)]) for c in page]
         return ConversationPage(
             conversations=outs, next_cursor=str(page[-1].id) if len(rows) > limit else None
         )
@@ -202,15 +208,19 @@ class ChatService:
 
     async def _conversation_out(self, conversation: Conversation) -> ConversationOut:
         members = await Member.filter(conversation_id=conversation.id).order_by("joined_at", "id")
-        return ConversationOut(
-            id=str(conversation.id),
-            kind=conversation.kind,
-            mode=conversation.mode,
-            title=conversation.title,
-            last_seq=conversation.last_seq,
-            members=[MemberOut(user_id=str(m.user_id), role=m.role) for m in members],
-            created_at=conversation.created_at,
-        )
+        return _conversation_out(conversation, members)
+
+
+def _conversation_out(conversation: Conversation, members: list[Member]) -> ConversationOut:
+    return ConversationOut(
+        id=str(conversation.id),
+        kind=conversation.kind,
+        mode=conversation.mode,
+        title=conversation.title,
+        last_seq=conversation.last_seq,
+        members=[MemberOut(user_id=str(m.user_id), role=m.role) for m in members],
+        created_at=conversation.created_at,
+    )
 
 
 def _uuid(value: str, field: str) -> UUID:
