@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import time
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -21,6 +22,40 @@ class _RequestIdFilter(logging.Filter):
         # uvicorn's ANSI-coloured duplicate of the message.
         record.__dict__.pop("color_message", None)
         return True
+
+
+class _ClientNoiseFilter(logging.Filter):
+    """Socket.IO logs a traceback for every malformed frame a client sends.
+
+    Anyone can send those, so they are client errors, not ours: keep one line
+    without the traceback, and at most ``burst`` of them a minute.
+    """
+
+    def __init__(self, burst: int = 10, window: float = 60.0) -> None:
+        super().__init__()
+        self._burst = burst
+        self._window = window
+        self._window_start = 0.0
+        self._count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self._window_start > self._window:
+            self._window_start, self._count = now, 0
+        self._count += 1
+        if self._count > self._burst:
+            return False
+        if record.exc_info:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+SOCKET_LIBRARY_LOGGERS = ("parley.socketio", "parley.engineio")
 
 
 def configure_logging(settings: LogSettings) -> None:
@@ -51,3 +86,7 @@ def configure_logging(settings: LogSettings) -> None:
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     for noisy in ("socketio", "engineio", "tortoise", "aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for name in SOCKET_LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.setLevel(logging.ERROR)
+        library.filters[:] = [_ClientNoiseFilter()]

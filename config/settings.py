@@ -135,6 +135,9 @@ class RealtimeSettings(_Section):
     max_frame_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
     # Origins allowed to open a socket, comma-separated; "" = same origin only, "*" = any.
     cors_allowed_origins: str = "*"
+    # Seconds between rechecks of the sessions behind this node's sockets; a
+    # revoked session's sockets are dropped at once, this bounds a lost notice.
+    session_check_interval: Annotated[float, Field(gt=0, le=3600)] = 60
 
 
 class ChatSettings(_Section):

@@ -8,6 +8,8 @@ rooms; with Redis configured they reach the sockets on every node.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -20,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 from config.errors import InvalidRequestError, ParleyError
 from config.settings import RealtimeSettings, RedisSettings, split_list
 from realtime import codec
-from realtime.events import user_room
+from realtime.control import ControlBus
+from realtime.events import SESSION_REVOKED, user_room
 from realtime.metrics import RealtimeMetrics
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,30 @@ class Principal:
 
 TokenVerifier = Callable[[str], Awaitable[Principal]]
 EventHandler = Callable[[Principal, Any], Awaitable[Any]]
+# Given session ids, return those that are no longer active (revoked or expired).
+SessionChecker = Callable[[list[str]], Awaitable[set[str]]]
+
+# Lifecycle events are the server's to raise; a client sending an EVENT packet
+# with one of these names must not reach the handlers (python-socketio would
+# dispatch it to them like any other event).
+_RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+SESSION_REVOKED_CONTROL = "session_revoked"
+
+
+class _SocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        if not isinstance(data, list) or not data or data[0] in _RESERVED_EVENTS:
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        # engine.io closes a socket on the client's CLOSE packet without waking
+        # its pending long-poll GET, which then hangs until the ping timeout
+        # (and holds up shutdown); wake it so the request ends now.
+        socket = self.eio.sockets.get(eio_sid)
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        if socket is not None:
+            socket.queue.put_nowait(None)
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -62,10 +89,17 @@ class SocketHub:
         redis: RedisSettings,
         verifier: TokenVerifier,
         metrics: RealtimeMetrics,
+        control: ControlBus,
+        session_checker: SessionChecker | None = None,
     ) -> None:
+        self._settings = settings
         self._verifier = verifier
         self._metrics = metrics
+        self._control = control
+        self._session_checker = session_checker
         self._principals: dict[str, Principal] = {}
+        self._session_sids: dict[str, set[str]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         manager: socketio.AsyncManager
         if redis.url:
             manager = socketio.AsyncRedisManager(
@@ -74,8 +108,9 @@ class SocketHub:
         else:
             manager = socketio.AsyncManager()
         origins = split_list(settings.cors_allowed_origins)
-        cors: str | list[str] = "*" if origins == ["*"] else origins
-        self.sio = socketio.AsyncServer(
+        # "*": any origin; a list: those; nothing: same origin only (engineio's None).
+        cors: str | list[str] | None = "*" if origins == ["*"] else (origins or None)
+        self.sio = _SocketServer(
             async_mode="asgi",
             client_manager=manager,
             json=codec,
@@ -83,8 +118,10 @@ class SocketHub:
             ping_interval=settings.ping_interval,
             ping_timeout=settings.ping_timeout,
             max_http_buffer_size=settings.max_frame_bytes,
-            logger=False,
-            engineio_logger=False,
+            # Our own loggers, so python-socketio adds no handler of its own
+            # and its records go through Parley's JSON log (config/logging.py).
+            logger=logging.getLogger("parley.socketio"),
+            engineio_logger=logging.getLogger("parley.engineio"),
         )
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -146,20 +183,101 @@ class SocketHub:
     def local_socket_count(self) -> int:
         return len(self._principals)
 
+    # -- sessions -------------------------------------------------------------
+
+    async def revoke_session(self, user_id: str, session_id: str) -> None:
+        """Tell every node to drop the sockets of a revoked session, at once."""
+        await self._control.publish(
+            {"type": SESSION_REVOKED_CONTROL, "user_id": user_id, "session_id": session_id}
+        )
+
+    async def _on_control(self, message: dict[str, Any]) -> None:
+        if message.get("type") == SESSION_REVOKED_CONTROL:
+            await self._drop_session(str(message.get("session_id")))
+
+    async def _drop_session(self, session_id: str) -> None:
+        for sid in list(self._session_sids.get(session_id, ())):
+            with contextlib.suppress(Exception):
+                await self.sio.emit(SESSION_REVOKED, {"session_id": session_id}, to=sid)
+            await self._disconnect_local(sid)
+
+    async def _sweep_sessions(self) -> None:
+        """Backstop for lost control messages: recheck local sessions periodically."""
+        assert self._session_checker is not None
+        while True:
+            await asyncio.sleep(self._settings.session_check_interval)
+            sessions = list(self._session_sids)
+            if not sessions:
+                continue
+            try:
+                inactive = await self._session_checker(sessions)
+            except Exception:
+                log.warning("session sweep failed", exc_info=True)
+                continue
+            for session_id in inactive:
+                await self._drop_session(session_id)
+
     # -- lifecycle ------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Disconnect local sockets so clients reconnect elsewhere, then stop the server."""
+    async def start(self) -> None:
+        await self._control.start(self._on_control)
+        if self._session_checker is not None:
+            self._sweeper = asyncio.create_task(self._sweep_sessions(), name="parley-session-sweep")
+
+    async def disconnect_all(self) -> None:
+        """Drop every local socket's transport so its client reconnects (to another node).
+
+        A Socket.IO disconnect packet would tell clients the server wants them
+        gone for good, and they would not reconnect; an aborted transport looks
+        like a network failure, which every client answers by reconnecting.
+        """
         for sid in list(self._principals):
-            try:
-                await self.sio.disconnect(sid, ignore_queue=True)
-            except Exception:
-                log.debug("disconnect of %s failed during shutdown", sid, exc_info=True)
+            await self._abort_transport(sid)
+
+    async def _abort_transport(self, sid: str) -> None:
+        try:
+            eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+            socket = self.sio.eio._get_socket(eio_sid) if eio_sid else None
+            if socket is not None:
+                await socket.close(wait=False, abort=True)
+        except Exception:
+            log.debug("abort of %s failed", sid, exc_info=True)
+        self._forget(sid)
+
+    async def close(self) -> None:
+        """Disconnect local sockets, stop background work, stop the server."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.disconnect_all()
+        await self._control.close()
         await self.sio.shutdown()
+
+    async def _disconnect_local(self, sid: str) -> None:
+        try:
+            await self.sio.disconnect(sid, ignore_queue=True)
+        except Exception:
+            # A dead socket must not stop the others.
+            log.debug("disconnect of %s failed", sid, exc_info=True)
+        self._forget(sid)
+
+    def _forget(self, sid: str) -> None:
+        principal = self._principals.pop(sid, None)
+        if principal is None:
+            return
+        self._metrics.sockets.dec()
+        sids = self._session_sids.get(principal.session_id)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self._session_sids[principal.session_id]
 
     # -- connection handlers --------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> None:
+        if sid in self._principals:
+            return
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str) or not token:
             self._metrics.connects.labels("refused").inc()
@@ -175,10 +293,10 @@ class SocketHub:
                 exc.message, {"code": exc.code, "message": exc.message}
             ) from None
         self._principals[sid] = principal
+        self._session_sids.setdefault(principal.session_id, set()).add(sid)
         await self.sio.enter_room(sid, user_room(principal.user_id))
         self._metrics.connects.labels("accepted").inc()
         self._metrics.sockets.inc()
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
-        if self._principals.pop(sid, None) is not None:
-            self._metrics.sockets.dec()
+        self._forget(sid)

@@ -21,6 +21,7 @@ from server.auth.routes import router as auth_router
 from server.chats.events import register_chat_events
 from server.chats.routes import router as chats_router
 from server.container import Services, build_services
+from server.drain import drain_on_sigterm
 from server.errors import install_error_handlers
 from server.middleware import RequestContextMiddleware
 from server.ops.routes import router as ops_router
@@ -44,7 +45,9 @@ def _lifespan(services: Services) -> Any:
             await services.kv.ping()
             stack.push_async_callback(services.kv.close)
             stack.push_async_callback(services.sms.close)
+            await services.hub.start()
             stack.push_async_callback(services.hub.close)
+            stack.enter_context(drain_on_sigterm(services))
             _warn_about_defaults(settings)
             log.info(
                 "parley ready",

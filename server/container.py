@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from config.keys import ServerKeys, load_server_keys
 from config.settings import Settings
 from crypto.tokens import AccessTokenIssuer, AccessTokenVerifier, InvalidTokenError
-from realtime.events import SESSION_REVOKED
+from realtime.control import build_control_bus
 from realtime.hub import Principal, SocketHub
 from realtime.metrics import RealtimeMetrics
 from server.auth.service import PhoneAuthService
@@ -58,9 +58,9 @@ def build_services(settings: Settings) -> Services:
     users = UserService()
 
     async def on_session_revoked(user_id: str, session_id: str) -> None:
-        await hub.emit_to_users(SESSION_REVOKED, {"session_id": session_id}, [user_id])
+        await hub.revoke_session(user_id, session_id)
 
-    sessions = SessionService(auth, issuer, on_revoked=on_session_revoked)
+    sessions = SessionService(auth, issuer, kv, on_revoked=on_session_revoked)
 
     async def verify_socket_token(token: str) -> Principal:
         claims = verifier.verify(token)
@@ -71,7 +71,12 @@ def build_services(settings: Settings) -> Services:
         return Principal(user_id=claims.user_id, session_id=claims.session_id)
 
     hub = SocketHub(
-        settings.realtime, settings.redis, verify_socket_token, RealtimeMetrics(registry)
+        settings.realtime,
+        settings.redis,
+        verify_socket_token,
+        RealtimeMetrics(registry),
+        build_control_bus(settings.redis.url, settings.redis.channel),
+        session_checker=sessions.inactive_among,
     )
     sms = build_sms_sender(settings.sms)
     return Services(

@@ -30,6 +30,7 @@ async def get_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationError("send an access token as `Authorization: Bearer <token>`")
     claims = services.verifier.verify(credentials.credentials)
+    await services.sessions.ensure_not_revoked(claims.session_id)
     return Principal(user_id=claims.user_id, session_id=claims.session_id)
 
 

@@ -13,6 +13,9 @@ from config.errors import ParleyError, RateLimitedError
 
 log = logging.getLogger(__name__)
 
+# What FastAPI raises when the body cannot be decoded at all.
+_FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthenticated",
@@ -62,6 +65,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_PARSE_ERROR:
+            # Not UTF-8, or nested deeper than the JSON parser allows.
+            return error_response(400, "malformed_json", "request body is not valid JSON")
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":

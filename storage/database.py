@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -30,6 +31,8 @@ def connection_url(settings: DatabaseSettings) -> str:
         path = url.removeprefix("sqlite://")
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Messages and phone numbers live in this file: owner-only, like the keys.
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         return url
     parts = urlsplit(url)
     scheme = "postgres" if parts.scheme in {"postgresql", "postgres"} else parts.scheme

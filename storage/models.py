@@ -21,6 +21,14 @@ class User(Model):
     code = fields.CharField(max_length=32, unique=True)
     # Seed 002: a nickname, not unique, overwritten by each phone sign-in.
     nickname = fields.CharField(max_length=64, default="")
+    first_name = fields.CharField(max_length=100, default="")
+    last_name = fields.CharField(max_length=100, default="")
+    # Seed 001: a login for e-mail + password accounts, shown as typed and
+    # unique case-insensitively through login_key (its lower-case form).
+    login = fields.CharField(max_length=64, null=True)
+    login_key = fields.CharField(max_length=64, null=True, unique=True)
+    # argon2id(HMAC-SHA256(pepper, password)); the pepper is never stored.
+    password_hash = fields.CharField(max_length=255, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -35,16 +43,67 @@ class Identity(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "parley.User", related_name="identities", on_delete=fields.CASCADE
     )
+    user_id: uuid.UUID
     # phone | email | ethereum | substrate
     kind = fields.CharField(max_length=16)
-    # Normalized: E.164 for phones, lower case for e-mail and addresses.
+    # Normalized, the uniqueness key: E.164 for phones, lower case for e-mail
+    # and Ethereum addresses, the hex public key for Substrate accounts.
     value = fields.CharField(max_length=255)
+    # As the person knows it: EIP-55 address, SS58 address, e-mail as typed.
+    display = fields.CharField(max_length=255, default="")
     verified_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "identities"
         unique_together = (("kind", "value"),)
+
+
+class ActionToken(Model):
+    """A single-use e-mailed link: verify an address, or reset a password (seeds 003, 004)."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="action_tokens", on_delete=fields.CASCADE
+    )
+    user_id: uuid.UUID
+    # verify_email | reset_password
+    purpose = fields.CharField(max_length=16)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    # The address being verified (normalized) and as typed.
+    email = fields.CharField(max_length=255, null=True)
+    email_display = fields.CharField(max_length=255, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField(db_index=True)
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "action_tokens"
+
+
+class WalletChallenge(Model):
+    """Seed 004's auth_pk_challenge: a message to sign, single use, expiring."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    nonce = fields.CharField(max_length=64, unique=True)
+    # ethereum | substrate
+    chain = fields.CharField(max_length=16)
+    # The identity value the signature must prove (see Identity.value) and its display form.
+    address = fields.CharField(max_length=128)
+    display = fields.CharField(max_length=128)
+    message = fields.TextField()
+    # sign_in | link (link challenges belong to the signed-in user)
+    purpose = fields.CharField(max_length=16)
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="wallet_challenges", null=True, on_delete=fields.CASCADE
+    )
+    user_id: uuid.UUID | None
+    created_at = fields.DatetimeField(auto_now_add=True)
+    expires_at = fields.DatetimeField(db_index=True)
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "wallet_challenges"
 
 
 class Session(Model):
@@ -66,6 +125,30 @@ class Session(Model):
 
     class Meta:
         table = "sessions"
+
+
+class Device(Model):
+    """A device's public keys, certified by the server's CA (seed 000)."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="devices", on_delete=fields.CASCADE
+    )
+    user_id: uuid.UUID
+    session: fields.ForeignKeyNullableRelation[Session] = fields.ForeignKeyField(
+        "parley.Session", related_name="devices", null=True, on_delete=fields.SET_NULL
+    )
+    name = fields.CharField(max_length=128, default="")
+    # Raw 32-byte public keys, base64url without padding.
+    signing_key = fields.CharField(max_length=64, unique=True)
+    agreement_key = fields.CharField(max_length=64)
+    reg_timestamp = fields.BigIntField()
+    reg_sign = fields.CharField(max_length=128)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "devices"
 
 
 class RefreshToken(Model):
@@ -91,8 +174,9 @@ class Conversation(Model):
     kind = fields.CharField(max_length=16)
     # plaintext | encrypted; fixed at creation.
     mode = fields.CharField(max_length=16)
-    # "<smaller user id>:<larger user id>" for direct chats: one per pair.
-    direct_key = fields.CharField(max_length=80, unique=True, null=True)
+    # "<mode>:<smaller user id>:<larger user id>" for direct chats: one per
+    # pair and mode (like a cloud chat and a secret chat between two people).
+    direct_key = fields.CharField(max_length=100, unique=True, null=True)
     title = fields.CharField(max_length=128, default="")
     # Highest seq handed out; the next message takes last_seq + 1.
     last_seq = fields.BigIntField(default=0)

@@ -6,15 +6,20 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from server.text import SingleLine
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-PhoneText = Annotated[str, StringConstraints(min_length=3, max_length=32)]
+PhoneText = Annotated[str, StringConstraints(min_length=3, max_length=32), SingleLine]
 RegionCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")]
-Nickname = Annotated[str, StringConstraints(max_length=64)]
-DeviceName = Annotated[str, StringConstraints(max_length=128)]
+Nickname = Annotated[str, StringConstraints(max_length=64), SingleLine]
+DeviceName = Annotated[str, StringConstraints(max_length=128), SingleLine]
+# secrets.token_urlsafe(18): exactly 24 URL-safe characters, and nothing else
+# may reach a key-value key.
+RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{24}$")]
 
 
 class PhoneStartRequest(_Strict):
@@ -32,7 +37,7 @@ class PhoneStartResponse(BaseModel):
 
 
 class PhoneVerifyRequest(_Strict):
-    request_id: Annotated[str, StringConstraints(min_length=8, max_length=64)]
+    request_id: RequestId
     code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
     nickname: Nickname | None = Field(
         default=None, description="Seed 002: not unique; replaces the current nickname"
@@ -41,7 +46,7 @@ class PhoneVerifyRequest(_Strict):
 
 
 class RefreshRequest(_Strict):
-    refresh_token: Annotated[str, StringConstraints(min_length=16, max_length=128)]
+    refresh_token: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,128}$")]
 
 
 class TokenPair(BaseModel):

@@ -15,13 +15,21 @@ from tortoise.transactions import in_transaction
 
 from config.errors import AuthenticationError
 from config.settings import AuthSettings
-from crypto.tokens import AccessTokenIssuer, hash_refresh_token, new_refresh_token
+from crypto.tokens import (
+    AccessTokenIssuer,
+    InvalidTokenError,
+    hash_refresh_token,
+    new_refresh_token,
+)
 from server.auth.schemas import TokenPair
+from storage.kv import KeyValueStore
 from storage.models import RefreshToken, Session
 
 log = logging.getLogger(__name__)
 
 SessionRevokedHook = Callable[[str, str], Awaitable[None]]
+# Seconds a revocation marker outlives the access tokens it blocks (clock leeway).
+REVOCATION_MARGIN = 60
 
 
 class InvalidRefreshTokenError(AuthenticationError):
@@ -39,10 +47,12 @@ class SessionService:
         self,
         settings: AuthSettings,
         issuer: AccessTokenIssuer,
+        kv: KeyValueStore,
         on_revoked: SessionRevokedHook | None = None,
     ) -> None:
         self._settings = settings
         self._issuer = issuer
+        self._kv = kv
         self._on_revoked = on_revoked
 
     async def start_session(
@@ -97,14 +107,35 @@ class SessionService:
         if changed:
             session = await Session.get(id=session_id)
             log.info("session revoked", extra={"session_id": session_id, "reason": reason})
+            # Access tokens of the session stay signed until they expire; this
+            # marker makes every node refuse them at once (ensure_not_revoked).
+            await self._kv.set(
+                f"revoked-session:{session_id}",
+                b"1",
+                ttl=self._issuer.ttl + REVOCATION_MARGIN,
+            )
             if self._on_revoked is not None:
                 await self._on_revoked(str(session.user_id), session_id)
         return bool(changed)
+
+    async def ensure_not_revoked(self, session_id: str) -> None:
+        """Refuse a still-unexpired access token whose session was revoked (one kv read)."""
+        if await self._kv.get(f"revoked-session:{session_id}") is not None:
+            raise InvalidTokenError(
+                "session has been revoked; sign in again", code="session_revoked"
+            )
 
     async def is_active(self, session_id: str) -> bool:
         return await Session.filter(
             id=session_id, revoked_at=None, expires_at__gt=utcnow()
         ).exists()
+
+    async def inactive_among(self, session_ids: list[str]) -> set[str]:
+        """The ids of these sessions that are revoked, expired or gone."""
+        active = await Session.filter(
+            id__in=session_ids, revoked_at=None, expires_at__gt=utcnow()
+        ).values_list("id", flat=True)
+        return set(session_ids) - {str(a) for a in active}
 
     def _pair(
         self, user_id: str, session_id: str, refresh: str, *, new_user: bool = False

@@ -25,7 +25,7 @@ async def open_direct_conversation(
     body: OpenDirectRequest, principal: PrincipalDep, services: ServicesDep
 ) -> ConversationOut:
     """The direct conversation with another user, created on first use (one per pair)."""
-    return await services.chats.open_direct(principal.user_id, str(body.user_id))
+    return await services.chats.open_direct(principal.user_id, str(body.user_id), body.mode)
 
 
 @router.get("", response_model=ConversationPage)

@@ -8,6 +8,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from server.text import FreeText
+
+# The hard cap; the configured PARLEY_CHAT_MAX_TEXT_CHARS is checked by the service.
+MessageText = Annotated[str, StringConstraints(min_length=1, max_length=100_000), FreeText]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -18,13 +23,19 @@ ClientMsgId = Annotated[
 ]
 
 
+ConversationMode = Literal["plaintext", "encrypted"]
+
+
 class OpenDirectRequest(_Strict):
     user_id: UUID = Field(description="The other person")
+    mode: ConversationMode = Field(
+        default="plaintext",
+        description="Fixed at creation. A pair has at most one direct conversation per mode.",
+    )
 
 
 class TextBody(_Strict):
-    # The hard cap; the configured PARLEY_CHAT_MAX_TEXT_CHARS is checked by the service.
-    text: Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+    text: MessageText
 
 
 class SendMessageRequest(_Strict):

@@ -64,13 +64,15 @@ class ChatService:
 
     # -- conversations --------------------------------------------------------
 
-    async def open_direct(self, user_id: str, other_id: str) -> ConversationOut:
-        """The direct conversation of two users, created on first use (one per pair)."""
+    async def open_direct(
+        self, user_id: str, other_id: str, mode: str = "plaintext"
+    ) -> ConversationOut:
+        """The direct conversation of two users in ``mode``, created on first use."""
         if user_id == other_id:
             raise InvalidRequestError("user_id: cannot open a direct conversation with yourself")
         if not await self._users.exists(other_id):
             raise UserNotFoundError("user_id: no such user")
-        key = ":".join(sorted((user_id, other_id)))
+        key = ":".join((mode, *sorted((user_id, other_id))))
         for _ in range(2):
             conversation = await Conversation.get_or_none(direct_key=key)
             if conversation is not None:
@@ -78,7 +80,7 @@ class ChatService:
             try:
                 async with in_transaction():
                     conversation = await Conversation.create(
-                        kind="direct", mode="plaintext", direct_key=key, created_by_id=user_id
+                        kind="direct", mode=mode, direct_key=key, created_by_id=user_id
                     )
                     await Member.bulk_create(
                         [

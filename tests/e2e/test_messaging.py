@@ -271,14 +271,14 @@ async def test_http_bad_input_is_a_clear_4xx(sqlite_node: ServerProcess) -> None
             "/v1/auth/phone/verify",
             401,
             "invalid_code",
-            json={"request_id": "nonexistent-request", "code": "123456"},
+            json={"request_id": "A" * 24, "code": "123456"},
         )
         await expect(
             "POST",
             "/v1/auth/phone/verify",
             422,
             "invalid_request",
-            json={"request_id": "nonexistent-request", "code": "12ab56"},
+            json={"request_id": "A" * 24, "code": "12ab56"},
         )
         await expect("GET", "/v1/me", 401, "unauthenticated")
         await expect(

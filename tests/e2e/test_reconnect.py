@@ -34,13 +34,14 @@ def restartable_node(tmp_path: Path) -> Iterator[ServerProcess]:
     node.stop()
 
 
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
 async def test_client_reconnects_after_restart_and_catches_up(
-    restartable_node: ServerProcess,
+    restartable_node: ServerProcess, transport: str
 ) -> None:
-    """After the node restarts, SDK sockets reconnect by themselves and messaging resumes."""
+    """After the node drains and restarts, SDK sockets reconnect by themselves (both transports)."""
     node = restartable_node
     alice = await signed_in_client(node, "alice")
-    bob = await signed_in_client(node, "bob")
+    bob = await signed_in_client(node, "bob", transports=[transport])
     try:
         conversation = await alice.open_direct(bob.user_id or "")
         before = await alice.send_text(conversation["id"], "before restart")
