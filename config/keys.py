@@ -21,6 +21,8 @@ from config.errors import ConfigurationError
 from config.settings import AuthSettings
 
 JWT_KEY_FILE = "jwt-ed25519.pem"
+CA_KEY_FILE = "ca-ed25519.pem"
+PEPPER_FILE = "password-pepper"
 SERVER_SECRET_FILE = "server-secret"  # noqa: S105 - a file name
 
 
@@ -28,6 +30,8 @@ SERVER_SECRET_FILE = "server-secret"  # noqa: S105 - a file name
 class ServerKeys:
     jwt_private_key: Ed25519PrivateKey
     server_secret: bytes
+    ca_private_key: Ed25519PrivateKey
+    password_pepper: bytes
 
 
 def load_server_keys(settings: AuthSettings) -> ServerKeys:
@@ -45,7 +49,25 @@ def load_server_keys(settings: AuthSettings) -> ServerKeys:
     else:
         path = settings.keys_dir / SERVER_SECRET_FILE
         secret = _read_or_create(path, lambda: secrets.token_hex(32).encode()).strip()
-    return ServerKeys(jwt_private_key=jwt_key, server_secret=secret)
+    if settings.ca_private_key is not None:
+        ca_pem = settings.ca_private_key.get_secret_value().encode()
+        ca_key = _parse_ed25519(ca_pem, "PARLEY_AUTH_CA_PRIVATE_KEY")
+    else:
+        ca_pem = _read_or_create(settings.keys_dir / CA_KEY_FILE, _new_ed25519_pem)
+        ca_key = _parse_ed25519(ca_pem, str(settings.keys_dir / CA_KEY_FILE))
+    if settings.password_pepper is not None:
+        pepper = settings.password_pepper.get_secret_value().encode()
+        if len(pepper) < 32:
+            raise ConfigurationError("PARLEY_AUTH_PASSWORD_PEPPER: must be at least 32 characters")
+    else:
+        path = settings.keys_dir / PEPPER_FILE
+        pepper = _read_or_create(path, lambda: secrets.token_hex(32).encode()).strip()
+    return ServerKeys(
+        jwt_private_key=jwt_key,
+        server_secret=secret,
+        ca_private_key=ca_key,
+        password_pepper=pepper,
+    )
 
 
 def _new_ed25519_pem() -> bytes:

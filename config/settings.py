@@ -30,6 +30,9 @@ class _Section(BaseModel):
 
 
 class ServerSettings(_Section):
+    # Where people reach this deployment: e-mailed links and Sign-In with
+    # Ethereum messages (domain, URI) are built from it.
+    public_url: str = "http://127.0.0.1:8000"
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     workers: Annotated[int, Field(ge=1, le=64)] = 1
@@ -39,6 +42,14 @@ class ServerSettings(_Section):
     forwarded_allow_ips: str = "127.0.0.1"
     # Browser origins allowed to call the HTTP API, comma-separated ("" = none, "*" = any).
     cors_origins: str = ""
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or "://" not in value[:8] + "x":
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value.rstrip("/")
+
     # Seconds a draining node waits for clients to move before it closes.
     drain_grace_seconds: Seconds = 10
 
@@ -90,6 +101,15 @@ class AuthSettings(_Section):
     jwt_private_key: SecretStr | None = None
     # Secret for keyed hashes (OTPs); when unset it is generated in keys_dir.
     server_secret: SecretStr | None = None
+    # Pepper mixed into every password hash (seed 001); never in the database.
+    password_pepper: SecretStr | None = None
+    # PEM of the CA's Ed25519 key that certifies device keys (seed 000).
+    ca_private_key: SecretStr | None = None
+    # Raw public keys (base64url, comma-separated) of retired JWT signing keys
+    # that still verify, for rotation when keys come from the environment.
+    jwt_retired_public_keys: str = ""
+    # Seconds between re-reads of keys_dir (picks up `parley keys rotate`).
+    key_reload_interval: Annotated[float, Field(gt=0, le=3600)] = 30
     issuer: str = "parley"
     audience: str = "parley"
     access_token_ttl: Annotated[int, Field(ge=30, le=3600)] = 15 * 60
@@ -102,6 +122,26 @@ class AuthSettings(_Section):
     otp_per_ip_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 50
     # Region assumed for phone numbers written without a country code.
     default_region: str = "US"
+    # argon2id cost (RFC 9106 low-memory profile by default) and how many
+    # hashes may run at once (each takes password_memory_kib of memory).
+    password_time_cost: Annotated[int, Field(ge=1, le=20)] = 3
+    password_memory_kib: Annotated[int, Field(ge=8 * 1024, le=1024 * 1024)] = 64 * 1024
+    password_parallelism: Annotated[int, Field(ge=1, le=16)] = 4
+    password_hash_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    # Failed password sign-ins per account identifier and per address per 15 minutes.
+    login_failures_per_account: Annotated[int, Field(ge=1, le=1000)] = 10
+    login_failures_per_ip: Annotated[int, Field(ge=1, le=100_000)] = 100
+    email_verify_ttl: Annotated[int, Field(ge=300, le=7 * 86400)] = 86400
+    password_reset_ttl: Annotated[int, Field(ge=300, le=86400)] = 3600
+    # Accounts that never verified any identity are deleted after this long.
+    unverified_account_ttl: Annotated[int, Field(ge=3600, le=90 * 86400)] = 7 * 86400
+    wallet_challenge_ttl: Annotated[int, Field(ge=30, le=3600)] = 300
+    # EIP-155 chain ids accepted in Sign-In with Ethereum messages.
+    ethereum_chain_ids: str = "1"
+    # SS58 network prefixes accepted for Substrate/CENNZnet addresses ("" = any).
+    substrate_ss58_prefixes: str = ""
+    # Seconds between clean-up runs (expired challenges, links, sessions, accounts).
+    cleanup_interval: Annotated[float, Field(gt=0, le=86400)] = 600
 
 
 class SmsSettings(_Section):

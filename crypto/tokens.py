@@ -35,6 +35,10 @@ class InvalidTokenError(AuthenticationError):
     code = "invalid_token"
 
 
+class UnknownKeyError(InvalidTokenError):
+    """The token names a key this verifier does not hold (maybe a newer one)."""
+
+
 @dataclass(frozen=True)
 class AccessClaims:
     user_id: str
@@ -73,11 +77,19 @@ class AccessTokenIssuer:
     """Signs access tokens with the current key."""
 
     def __init__(self, key: Ed25519PrivateKey, *, issuer: str, audience: str, ttl: int):
-        self._key = key
-        self._kid = key_id(key.public_key())
+        self.set_key(key)
         self._issuer = issuer
         self._audience = audience
         self.ttl = ttl
+
+    def set_key(self, key: Ed25519PrivateKey) -> None:
+        """Sign with ``key`` from now on (key rotation)."""
+        self._key = key
+        self._kid = key_id(key.public_key())
+
+    @property
+    def kid(self) -> str:
+        return self._kid
 
     def issue(self, *, user_id: str, session_id: str, now: float | None = None) -> str:
         issued = int(time.time() if now is None else now)
@@ -106,10 +118,14 @@ class AccessTokenVerifier:
         audience: str,
         leeway: int = 5,
     ):
-        self._keys = {key_id(key): key for key in keys}
+        self.set_keys(keys)
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
+
+    def set_keys(self, keys: list[Ed25519PublicKey]) -> None:
+        """Accept tokens signed by exactly these keys (key rotation)."""
+        self._keys = {key_id(key): key for key in keys}
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [public_jwk(key) for key in self._keys.values()]}
@@ -125,7 +141,7 @@ class AccessTokenVerifier:
             raise InvalidTokenError("access token has the wrong algorithm or type")
         key = self._keys.get(str(header.get("kid")))
         if key is None:
-            raise InvalidTokenError("access token was signed by an unknown key")
+            raise UnknownKeyError("access token was signed by an unknown key")
         options: Any = {"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "sid"]}
         if now is not None:
             options["verify_exp"] = False

@@ -7,8 +7,9 @@ socket hub, then background tasks, and closes them in reverse.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -17,10 +18,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from config.logging import configure_logging
 from config.settings import Settings, load_settings, split_list
+from server.auth.account_routes import router as account_router
+from server.auth.cleanup import run_cleanup_loop
 from server.auth.routes import router as auth_router
 from server.chats.events import register_chat_events
 from server.chats.routes import router as chats_router
 from server.container import Services, build_services
+from server.devices.routes import router as devices_router
 from server.drain import drain_on_sigterm
 from server.errors import install_error_handlers
 from server.middleware import RequestContextMiddleware
@@ -45,8 +49,13 @@ def _lifespan(services: Services) -> Any:
             await services.kv.ping()
             stack.push_async_callback(services.kv.close)
             stack.push_async_callback(services.sms.close)
+            stack.push_async_callback(services.mailer.close)
             await services.hub.start()
             stack.push_async_callback(services.hub.close)
+            tasks = BackgroundTasks()
+            stack.push_async_callback(tasks.cancel_all)
+            tasks.start(run_cleanup_loop(settings.auth, services.kv), "parley-cleanup")
+            tasks.start(_reload_keys(services), "parley-key-reload")
             stack.enter_context(drain_on_sigterm(services))
             _warn_about_defaults(settings)
             log.info(
@@ -63,9 +72,33 @@ def _lifespan(services: Services) -> Any:
     return lifespan
 
 
+class BackgroundTasks:
+    """Long-running tasks of the process, cancelled together at shutdown."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def cancel_all(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _reload_keys(services: Services) -> None:
+    interval = services.settings.auth.key_reload_interval
+    while True:
+        await asyncio.sleep(interval)
+        services.keyring.reload()
+
+
 def _warn_about_defaults(settings: Settings) -> None:
     if settings.sms.provider == "console":
         log.warning("SMS provider is 'console': sign-in codes are written to this log")
+    if settings.email.provider == "console":
+        log.warning("e-mail provider is 'console': links are written to this log")
     if not settings.redis.url:
         log.info("no PARLEY_REDIS_URL: in-memory fan-out and kv, one node only")
 
@@ -82,7 +115,14 @@ def create_app(settings: Settings | None = None) -> Any:
     )
     api.state.services = services
     install_error_handlers(api)
-    for router in (ops_router, auth_router, users_router, chats_router):
+    for router in (
+        ops_router,
+        auth_router,
+        account_router,
+        users_router,
+        chats_router,
+        devices_router,
+    ):
         api.include_router(router)
     register_chat_events(services.hub, services.chats)
     if cors_origins := split_list(settings.server.cors_origins):

@@ -8,14 +8,21 @@ from prometheus_client import CollectorRegistry
 
 from config.keys import ServerKeys, load_server_keys
 from config.settings import Settings
+from crypto.passwords import PasswordHasher
 from crypto.tokens import AccessTokenIssuer, AccessTokenVerifier, InvalidTokenError
 from realtime.control import build_control_bus
 from realtime.hub import Principal, SocketHub
 from realtime.metrics import RealtimeMetrics
-from server.auth.service import PhoneAuthService
+from server.auth.email import EmailSender, build_email_sender
+from server.auth.email_password import EmailPasswordService, PasswordPool
+from server.auth.identities import IdentityService
+from server.auth.keyring import KeyRing
+from server.auth.phone import PhoneAuthService
 from server.auth.sessions import SessionService
 from server.auth.sms import SmsSender, build_sms_sender
+from server.auth.wallets import WalletProofService
 from server.chats.service import ChatService
+from server.devices.service import DeviceService
 from server.metrics import HttpMetrics
 from server.users.service import UserService
 from storage.kv import KeyValueStore, MemoryKeyValueStore, RedisKeyValueStore
@@ -29,12 +36,17 @@ class Services:
     keys: ServerKeys
     kv: KeyValueStore
     sms: SmsSender
-    verifier: AccessTokenVerifier
+    mailer: EmailSender
+    keyring: KeyRing
     hub: SocketHub
     users: UserService
     sessions: SessionService
     phone_auth: PhoneAuthService
+    email_auth: EmailPasswordService
+    wallets: WalletProofService
+    identities: IdentityService
     chats: ChatService
+    devices: DeviceService
     draining: bool = False
 
 
@@ -49,6 +61,7 @@ def build_services(settings: Settings) -> Services:
     verifier = AccessTokenVerifier(
         [keys.jwt_private_key.public_key()], issuer=auth.issuer, audience=auth.audience
     )
+    keyring = KeyRing(auth, keys.jwt_private_key, issuer, verifier)
     kv: KeyValueStore
     if settings.redis.url:
         kv = RedisKeyValueStore.from_url(settings.redis.url, prefix=settings.redis.key_prefix)
@@ -63,7 +76,7 @@ def build_services(settings: Settings) -> Services:
     sessions = SessionService(auth, issuer, kv, on_revoked=on_session_revoked)
 
     async def verify_socket_token(token: str) -> Principal:
-        claims = verifier.verify(token)
+        claims = keyring.verify(token)
         if not await sessions.is_active(claims.session_id):
             raise InvalidTokenError(
                 "session has been revoked; sign in again", code="session_revoked"
@@ -79,6 +92,19 @@ def build_services(settings: Settings) -> Services:
         session_checker=sessions.inactive_among,
     )
     sms = build_sms_sender(settings.sms)
+    mailer = build_email_sender(settings.email)
+    public_url = settings.server.public_url
+    passwords = PasswordPool(
+        PasswordHasher(
+            keys.password_pepper,
+            time_cost=auth.password_time_cost,
+            memory_cost=auth.password_memory_kib,
+            parallelism=auth.password_parallelism,
+        ),
+        auth.password_hash_concurrency,
+    )
+    phone_auth = PhoneAuthService(auth, kv, sms, keys.server_secret, users, sessions)
+    wallets = WalletProofService(auth, public_url)
     return Services(
         settings=settings,
         registry=registry,
@@ -86,10 +112,15 @@ def build_services(settings: Settings) -> Services:
         keys=keys,
         kv=kv,
         sms=sms,
-        verifier=verifier,
+        mailer=mailer,
+        keyring=keyring,
         hub=hub,
         users=users,
         sessions=sessions,
-        phone_auth=PhoneAuthService(auth, kv, sms, keys.server_secret, users, sessions),
+        phone_auth=phone_auth,
+        email_auth=EmailPasswordService(auth, public_url, kv, mailer, passwords, sessions),
+        wallets=wallets,
+        identities=IdentityService(users, sessions, wallets, phone_auth),
         chats=ChatService(settings.chat, users, hub),
+        devices=DeviceService(keys.ca_private_key),
     )

@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from config.errors import AuthenticationError
 from realtime.hub import Principal
-from server.auth.service import ClientInfo
+from server.auth.phone import ClientInfo
 from server.container import Services
 
 _bearer = HTTPBearer(auto_error=False, description="Access token from a sign-in")
@@ -29,7 +29,7 @@ async def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationError("send an access token as `Authorization: Bearer <token>`")
-    claims = services.verifier.verify(credentials.credentials)
+    claims = services.keyring.verify(credentials.credentials)
     await services.sessions.ensure_not_revoked(claims.session_id)
     return Principal(user_id=claims.user_id, session_id=claims.session_id)
 

@@ -142,6 +142,9 @@ class Device(Model):
     # Raw 32-byte public keys, base64url without padding.
     signing_key = fields.CharField(max_length=64, unique=True)
     agreement_key = fields.CharField(max_length=64)
+    # The device's signature binding both keys to the user (crypto/devices.py):
+    # kept so anyone fetching the keys can check the agreement key too.
+    proof = fields.CharField(max_length=128)
     reg_timestamp = fields.BigIntField()
     reg_sign = fields.CharField(max_length=128)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -1,19 +1,38 @@
-"""HTTP door of phone sign-in and token refresh."""
+"""HTTP doors of sign-in: phone, e-mail + password, wallets, token refresh, logout."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Query, Response
+from starlette.responses import HTMLResponse
+
+from server.auth.pages import reset_password_page, verify_email_page
 from server.auth.schemas import (
+    EmailLoginRequest,
+    EmailRegisterRequest,
+    EmailSentResponse,
+    EmailTokenRequest,
+    EmailVerifiedResponse,
+    LinkToken,
+    PasswordResetConfirm,
+    PasswordResetRequest,
     PhoneStartRequest,
     PhoneStartResponse,
     PhoneVerifyRequest,
     RefreshRequest,
     TokenPair,
+    WalletChallengeRequest,
+    WalletChallengeResponse,
+    WalletVerifyRequest,
 )
-from server.deps import ClientDep, ServicesDep
+from server.auth.wallets import SIGN_IN
+from server.deps import ClientDep, PrincipalDep, ServicesDep
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+# -- phone (seed 002) --------------------------------------------------------
 
 
 @router.post("/phone/start", response_model=PhoneStartResponse)
@@ -38,7 +57,108 @@ async def verify_phone_sign_in(
     )
 
 
+# -- e-mail + password (seed 001) ----------------------------------------------
+
+
+@router.post("/email/register", response_model=EmailSentResponse, status_code=202)
+async def register_with_email(
+    body: EmailRegisterRequest, services: ServicesDep
+) -> EmailSentResponse:
+    """Create an account and mail a confirmation link (the answer never says if one existed)."""
+    email = await services.email_auth.register(
+        login=body.login,
+        password=body.password,
+        email=body.email,
+        first_name=body.first_name,
+        last_name=body.last_name,
+    )
+    return EmailSentResponse(status="email_sent", email=email)
+
+
+@router.get("/email/verify", response_class=HTMLResponse, include_in_schema=False)
+async def verify_email_page_route(token: Annotated[LinkToken, Query()]) -> HTMLResponse:
+    return HTMLResponse(verify_email_page(token))
+
+
+@router.post("/email/verify", response_model=EmailVerifiedResponse)
+async def verify_email(body: EmailTokenRequest, services: ServicesDep) -> EmailVerifiedResponse:
+    """Spend a confirmation link: the address becomes the account's verified e-mail."""
+    verified = await services.email_auth.verify_email(body.token)
+    return EmailVerifiedResponse(email=verified.email)
+
+
+@router.post("/email/login", response_model=TokenPair)
+async def sign_in_with_password(
+    body: EmailLoginRequest, services: ServicesDep, client: ClientDep
+) -> TokenPair:
+    """Sign in with login or e-mail and password."""
+    return await services.email_auth.sign_in(
+        body.identifier, body.password, device_name=body.device_name, client=client
+    )
+
+
+@router.post("/email/password-reset", response_model=EmailSentResponse, status_code=202)
+async def request_password_reset(
+    body: PasswordResetRequest, services: ServicesDep
+) -> EmailSentResponse:
+    """Mail a reset link if the address belongs to an account (the answer is the same if not)."""
+    await services.email_auth.request_password_reset(body.email)
+    return EmailSentResponse(status="email_sent", email=body.email)
+
+
+@router.get("/email/password-reset/confirm", response_class=HTMLResponse, include_in_schema=False)
+async def reset_password_page_route(token: Annotated[LinkToken, Query()]) -> HTMLResponse:
+    return HTMLResponse(reset_password_page(token))
+
+
+@router.post("/email/password-reset/confirm", status_code=204)
+async def reset_password(body: PasswordResetConfirm, services: ServicesDep) -> Response:
+    """Spend a reset link: set the new password and sign out every device."""
+    await services.email_auth.reset_password(body.token, body.password)
+    return Response(status_code=204)
+
+
+# -- wallets (seeds 003, 004) ----------------------------------------------------
+
+
+@router.post("/wallet/challenge", response_model=WalletChallengeResponse)
+async def wallet_challenge(
+    body: WalletChallengeRequest, services: ServicesDep
+) -> WalletChallengeResponse:
+    """The message to sign: EIP-4361 for Ethereum, a plain challenge for Substrate."""
+    challenge = await services.wallets.challenge(
+        chain=body.chain,
+        address=body.address,
+        chain_id=body.chain_id,
+        purpose=SIGN_IN,
+        user_id=None,
+    )
+    return WalletChallengeResponse(
+        message=challenge.message, nonce=challenge.nonce, expires_at=challenge.expires_at
+    )
+
+
+@router.post("/wallet/verify", response_model=TokenPair)
+async def wallet_verify(
+    body: WalletVerifyRequest, services: ServicesDep, client: ClientDep
+) -> TokenPair:
+    """Check the signed challenge and open a session (the account is created on first use)."""
+    return await services.identities.sign_in_with_wallet(
+        body.message, body.signature, device_name=body.device_name, client=client
+    )
+
+
+# -- tokens -------------------------------------------------------------------------
+
+
 @router.post("/refresh", response_model=TokenPair)
 async def refresh_tokens(body: RefreshRequest, services: ServicesDep) -> TokenPair:
     """Spend a refresh token for a new pair; a reused one revokes the session."""
     return await services.sessions.rotate(body.refresh_token)
+
+
+@router.post("/logout", status_code=204)
+async def logout(principal: PrincipalDep, services: ServicesDep) -> Response:
+    """End this session: its tokens stop working and its sockets close, on every node."""
+    await services.sessions.revoke(principal.session_id, reason="logout")
+    return Response(status_code=204)

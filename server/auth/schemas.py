@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -57,3 +58,125 @@ class TokenPair(BaseModel):
     user_id: str
     session_id: str
     new_user: bool = False
+
+
+Login = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,31}$")]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+EmailText = Annotated[str, StringConstraints(min_length=3, max_length=254), SingleLine]
+PersonName = Annotated[str, StringConstraints(max_length=100), SingleLine]
+LinkToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
+HexSignature = Annotated[str, StringConstraints(pattern=r"^0x[0-9a-fA-F]{128,130}$")]
+WalletMessage = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+
+
+class EmailRegisterRequest(_Strict):
+    login: Login = Field(description="3-32 of A-Z a-z 0-9 _ . -, unique case-insensitively")
+    password: Password = Field(description="10-128 characters")
+    email: EmailText
+    first_name: PersonName = ""
+    last_name: PersonName = ""
+
+
+class EmailSentResponse(BaseModel):
+    status: str = Field(
+        description='Always "email_sent": no answer reveals whether an account exists'
+    )
+    email: str
+
+
+class EmailTokenRequest(_Strict):
+    token: LinkToken = Field(description="The token from the e-mailed link")
+
+
+class EmailVerifiedResponse(BaseModel):
+    status: str = "verified"
+    email: str
+
+
+class EmailLoginRequest(_Strict):
+    identifier: Annotated[str, StringConstraints(min_length=3, max_length=254), SingleLine] = Field(
+        description="The login or the verified e-mail address"
+    )
+    password: Password
+    device_name: DeviceName = ""
+
+
+class PasswordResetRequest(_Strict):
+    email: EmailText
+
+
+class PasswordResetConfirm(_Strict):
+    token: LinkToken
+    password: Password
+
+
+class ChangeEmailRequest(_Strict):
+    email: EmailText
+
+
+class SetPasswordRequest(_Strict):
+    current_password: Password | None = Field(
+        default=None, description="Required when the account already has a password"
+    )
+    new_password: Password
+
+
+class WalletChallengeRequest(_Strict):
+    chain: Literal["ethereum", "substrate"]
+    address: Annotated[str, StringConstraints(min_length=40, max_length=64), SingleLine] = Field(
+        description="0x-hex Ethereum address (EIP-55 accepted) or SS58 Substrate/CENNZnet address"
+    )
+    chain_id: Annotated[int, Field(ge=1, le=2**53)] | None = Field(
+        default=None, description="EIP-155 chain id for Ethereum (default: the first accepted)"
+    )
+
+
+class WalletChallengeResponse(BaseModel):
+    message: str = Field(description="Sign exactly this text (personal_sign / signRaw)")
+    nonce: str
+    expires_at: datetime
+
+
+class WalletVerifyRequest(_Strict):
+    message: WalletMessage
+    signature: HexSignature = Field(
+        description="0x-hex: 65 bytes (Ethereum) or 64 bytes (Substrate)"
+    )
+    device_name: DeviceName = ""
+
+
+class WalletLinkRequest(_Strict):
+    message: WalletMessage
+    signature: HexSignature
+
+
+class PhoneLinkVerifyRequest(_Strict):
+    request_id: RequestId
+    code: Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+
+
+class IdentityOut(BaseModel):
+    id: str
+    kind: str = Field(description="phone | email | ethereum | substrate")
+    display: str
+    verified: bool
+    created_at: datetime
+
+
+class IdentityList(BaseModel):
+    identities: list[IdentityOut]
+
+
+class SessionOut(BaseModel):
+    id: str
+    device_name: str
+    user_agent: str
+    ip: str
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    current: bool = Field(description="The session of the token making this request")
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionOut]

@@ -118,6 +118,28 @@ class SessionService:
                 await self._on_revoked(str(session.user_id), session_id)
         return bool(changed)
 
+    async def revoke_all(self, user_id: str, *, reason: str, keep: str | None = None) -> int:
+        """Revoke every active session of a user (but ``keep``); the number revoked."""
+        query = Session.filter(user_id=user_id, revoked_at=None)
+        if keep is not None:
+            query = query.exclude(id=keep)
+        ids = [str(i) for i in await query.values_list("id", flat=True)]
+        for session_id in ids:
+            await self.revoke(session_id, reason=reason)
+        return len(ids)
+
+    async def list_sessions(self, user_id: str) -> list[Session]:
+        """Active sessions of a user, most recently used first."""
+        return await Session.filter(
+            user_id=user_id, revoked_at=None, expires_at__gt=utcnow()
+        ).order_by("-last_used_at")
+
+    async def revoke_own(self, user_id: str, session_id: str, *, reason: str) -> bool:
+        """Revoke a session of this user; False when it is not theirs or already ended."""
+        if not await Session.filter(id=session_id, user_id=user_id, revoked_at=None).exists():
+            return False
+        return await self.revoke(session_id, reason=reason)
+
     async def ensure_not_revoked(self, session_id: str) -> None:
         """Refuse a still-unexpired access token whose session was revoked (one kv read)."""
         if await self._kv.get(f"revoked-session:{session_id}") is not None:

@@ -49,4 +49,4 @@ async def metrics(services: ServicesDep) -> Response:
 @router.get("/.well-known/jwks.json")
 async def jwks(services: ServicesDep) -> dict[str, Any]:
     """Public keys that verify Parley access tokens (RFC 7517)."""
-    return services.verifier.jwks()
+    return services.keyring.verifier.jwks()

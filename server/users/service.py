@@ -33,7 +33,7 @@ def user_out(user: User) -> UserOut:
 
 class UserService:
     async def sign_in_with_identity(
-        self, kind: str, value: str, *, nickname: str | None
+        self, kind: str, value: str, *, nickname: str | None, display: str = ""
     ) -> tuple[User, bool]:
         """The user owning this verified identity, created on first sight."""
         for _ in range(3):
@@ -48,7 +48,11 @@ class UserService:
                 async with in_transaction():
                     user = await User.create(code=new_user_code(), nickname=nickname or "")
                     await Identity.create(
-                        user=user, kind=kind, value=value, verified_at=datetime.now(UTC)
+                        user=user,
+                        kind=kind,
+                        value=value,
+                        display=display or value,
+                        verified_at=datetime.now(UTC),
                     )
                 return user, True
             except IntegrityError:

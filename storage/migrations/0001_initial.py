@@ -128,6 +128,7 @@ class Migration(migrations.Migration):
                 ('name', fields.CharField(default='', max_length=128)),
                 ('signing_key', fields.CharField(unique=True, max_length=64)),
                 ('agreement_key', fields.CharField(max_length=64)),
+                ('proof', fields.CharField(max_length=128)),
                 ('reg_timestamp', fields.BigIntField()),
                 ('reg_sign', fields.CharField(max_length=128)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),

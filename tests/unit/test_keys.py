@@ -14,9 +14,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from config.errors import ConfigurationError
-from config.keys import JWT_KEY_FILE, SERVER_SECRET_FILE, ServerKeys, load_server_keys
+from config.keys import (
+    CA_KEY_FILE,
+    JWT_KEY_FILE,
+    PEPPER_FILE,
+    SERVER_SECRET_FILE,
+    ServerKeys,
+    load_server_keys,
+)
 from config.settings import AuthSettings
 from crypto.tokens import raw_public_key
+
+ALL_KEY_FILES = sorted([JWT_KEY_FILE, SERVER_SECRET_FILE, CA_KEY_FILE, PEPPER_FILE])
 
 
 def public_bytes(keys: ServerKeys) -> bytes:
@@ -46,7 +55,7 @@ def test_generates_private_files(keys_dir: Path) -> None:
     assert mode(keys_dir) == 0o700
     assert mode(keys_dir / JWT_KEY_FILE) == 0o600
     assert mode(keys_dir / SERVER_SECRET_FILE) == 0o600
-    assert sorted(p.name for p in keys_dir.iterdir()) == sorted([JWT_KEY_FILE, SERVER_SECRET_FILE])
+    assert sorted(p.name for p in keys_dir.iterdir()) == ALL_KEY_FILES
 
 
 def test_second_load_returns_the_same_keys(keys_dir: Path) -> None:
@@ -158,4 +167,4 @@ def test_concurrent_first_loads_agree(keys_dir: Path) -> None:
     assert public_bytes(load_server_keys(AuthSettings(keys_dir=keys_dir))) == public_bytes(
         results[0]
     )
-    assert sorted(p.name for p in keys_dir.iterdir()) == sorted([JWT_KEY_FILE, SERVER_SECRET_FILE])
+    assert sorted(p.name for p in keys_dir.iterdir()) == ALL_KEY_FILES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import phonenumbers
 import pytest
 
-from server.auth.service import InvalidPhoneError, normalize_phone
+from server.auth.phone import InvalidPhoneError, normalize_phone
 
 # Each example was checked with phonenumbers.is_valid_number; the GB one is in
 # Ofcom's range reserved for drama (020 7946 0xxx), so it reaches nobody.

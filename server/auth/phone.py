@@ -80,8 +80,14 @@ class PhoneAuthService:
         self._sessions = sessions
 
     async def start(
-        self, raw_phone: str, region: str | None, client: ClientInfo
+        self,
+        raw_phone: str,
+        region: str | None,
+        client: ClientInfo,
+        *,
+        link_user_id: str | None = None,
     ) -> PhoneStartResponse:
+        """Text a code. With ``link_user_id`` the code can only link the number to that account."""
         phone = normalize_phone(raw_phone, region or self._settings.default_region)
         s = self._settings
         await self._limit(
@@ -104,7 +110,11 @@ class PhoneAuthService:
         request_id = secrets.token_urlsafe(18)
         code = new_otp()
         record_key, _, _ = _keys(request_id)
-        record = {"phone": phone, "hash": hash_otp(self._secret, request_id, code)}
+        record = {
+            "phone": phone,
+            "hash": hash_otp(self._secret, request_id, code),
+            "link_user": link_user_id or "",
+        }
         await self._kv.set(record_key, orjson.dumps(record), ttl=s.otp_ttl)
         try:
             await self._sms.send(
@@ -153,7 +163,9 @@ class PhoneAuthService:
         # Single use: only one caller may hold the claim on a request at a time.
         if not await self._kv.set(claim_key, b"1", ttl=30, only_if_absent=True):
             raise InvalidCodeError("the code is wrong or has expired; request a new one")
-        return _CheckedCode(request_id=request_id, phone=record["phone"])
+        return _CheckedCode(
+            request_id=request_id, phone=record["phone"], link_user=record.get("link_user", "")
+        )
 
     async def spend(self, checked: _CheckedCode) -> None:
         record_key, tries_key, _ = _keys(checked.request_id)
@@ -174,6 +186,9 @@ class PhoneAuthService:
         client: ClientInfo,
     ) -> TokenPair:
         checked = await self.check_code(request_id, code, client)
+        if checked.link_user:
+            await self.release(checked)
+            raise InvalidCodeError("this code links a number to an account; it cannot sign in")
         try:
             user, created = await self._users.sign_in_with_identity(
                 "phone", checked.phone, nickname=nickname
@@ -205,6 +220,7 @@ class PhoneAuthService:
 class _CheckedCode:
     request_id: str
     phone: str
+    link_user: str
 
 
 def _parse_record(raw: bytes | None) -> dict[str, str] | None:

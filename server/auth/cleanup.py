@@ -1,0 +1,75 @@
+"""Seed 004's clean-up routines: expired challenges and links, ended sessions,
+and accounts that never verified anything.
+
+Every node runs the loop; a kv lock lets one node do each round, and every
+delete is idempotent anyway, so a lost lock costs only duplicate work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from tortoise.expressions import Q
+
+from config.settings import AuthSettings
+from storage.kv import KeyValueStore
+from storage.models import ActionToken, Identity, Session, User, WalletChallenge
+
+log = logging.getLogger(__name__)
+
+# Ended sessions stay listable for a while (audit), then go.
+SESSION_RETENTION = timedelta(days=30)
+# Spent or expired challenges and links are kept briefly for support questions.
+SPENT_RETENTION = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    challenges: int
+    links: int
+    sessions: int
+    accounts: int
+
+
+async def clean_up(settings: AuthSettings, now: datetime | None = None) -> CleanupReport:
+    """One round; safe to run on several nodes at once."""
+    now = now or datetime.now(UTC)
+    challenges = await WalletChallenge.filter(
+        Q(expires_at__lt=now - SPENT_RETENTION) | Q(used_at__lt=now - SPENT_RETENTION)
+    ).delete()
+    links = await ActionToken.filter(
+        Q(expires_at__lt=now - SPENT_RETENTION) | Q(used_at__lt=now - SPENT_RETENTION)
+    ).delete()
+    sessions = await Session.filter(
+        Q(expires_at__lt=now - SESSION_RETENTION) | Q(revoked_at__lt=now - SESSION_RETENTION)
+    ).delete()
+    verified_users = Identity.filter(verified_at__not_isnull=True).values_list("user_id", flat=True)
+    cutoff = now - timedelta(seconds=settings.unverified_account_ttl)
+    stale_ids = (
+        await User.filter(created_at__lt=cutoff)
+        .exclude(id__in=verified_users)
+        .values_list("id", flat=True)
+    )
+    accounts = await User.filter(id__in=list(stale_ids)).delete() if stale_ids else 0
+    report = CleanupReport(challenges, links, sessions, accounts)
+    if any((challenges, links, sessions, accounts)):
+        log.info("clean-up", extra=report.__dict__)
+    return report
+
+
+async def run_cleanup_loop(settings: AuthSettings, kv: KeyValueStore) -> None:
+    """Background task: a round every ``cleanup_interval`` seconds on one node."""
+    while True:
+        try:
+            if await kv.set(
+                "cleanup:lock", b"1", ttl=settings.cleanup_interval, only_if_absent=True
+            ):
+                await clean_up(settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("clean-up round failed", exc_info=True)
+        await asyncio.sleep(settings.cleanup_interval)

@@ -1,0 +1,315 @@
+"""E-mail + password accounts (seed 001), e-mail verification and password reset (seeds 003, 004).
+
+Registration never says whether an address is already in use: it always
+answers "check your e-mail", and the mail says either "confirm" or "you already
+have an account". An account signs in with its password only once an address
+is verified. Sign-in failures are one ``invalid_credentials`` whatever went
+wrong, and an unknown account costs the same argon2 work as a wrong password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import email_validator
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from config.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
+from config.settings import AuthSettings
+from crypto.passwords import PasswordHasher, validate_password_strength
+from server.auth.email import EmailMessage, EmailSender
+from server.auth.phone import ClientInfo
+from server.auth.schemas import TokenPair
+from server.auth.sessions import SessionService
+from server.users.service import new_user_code
+from storage.kv import KeyValueStore
+from storage.models import ActionToken, Identity, User
+
+log = logging.getLogger(__name__)
+
+VERIFY_EMAIL = "verify_email"
+RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose name, not a secret
+LOGIN_WINDOW = 15 * 60
+
+
+class InvalidCredentialsError(AuthenticationError):
+    code = "invalid_credentials"
+
+
+class InvalidLinkError(InvalidRequestError):
+    code = "invalid_link"
+
+
+def normalize_email(raw: str) -> tuple[str, str]:
+    """(uniqueness key, display form) of an address; the key is lower case (seed 004)."""
+    try:
+        result = email_validator.validate_email(raw, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise InvalidRequestError(f"email: {exc}", code="invalid_email") from None
+    return result.normalized.lower(), result.normalized
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class PasswordPool:
+    """argon2 runs in threads, a bounded number at once, so the event loop never waits on it."""
+
+    def __init__(self, hasher: PasswordHasher, concurrency: int) -> None:
+        self.hasher = hasher
+        self._limiter = anyio.CapacityLimiter(concurrency)
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(self.hasher.hash, password, limiter=self._limiter)
+
+    async def verify(self, stored_hash: str, password: str) -> bool:
+        return await anyio.to_thread.run_sync(
+            self.hasher.verify, stored_hash, password, limiter=self._limiter
+        )
+
+    async def verify_dummy(self, password: str) -> None:
+        await anyio.to_thread.run_sync(self.hasher.verify_dummy, password, limiter=self._limiter)
+
+
+@dataclass(frozen=True)
+class VerifiedEmail:
+    user_id: str
+    email: str
+
+
+class EmailPasswordService:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        public_url: str,
+        kv: KeyValueStore,
+        mailer: EmailSender,
+        passwords: PasswordPool,
+        sessions: SessionService,
+    ) -> None:
+        self._settings = settings
+        self._public_url = public_url
+        self._kv = kv
+        self._mailer = mailer
+        self._passwords = passwords
+        self._sessions = sessions
+
+    # -- registration and verification ---------------------------------------
+
+    async def register(
+        self, *, login: str, password: str, email: str, first_name: str, last_name: str
+    ) -> str:
+        """Create the account (unverified) and mail a link; returns the display address."""
+        key, display = normalize_email(email)
+        validate_password_strength(password, forbidden=(login, key, key.split("@")[0]))
+        if await Identity.exists(kind="email", value=key):
+            await self._send(
+                display,
+                "Your Parley account",
+                "Someone (maybe you) tried to register a Parley account with this address,\n"
+                "which already has one. Sign in, or reset your password here:\n"
+                f"{self._public_url}/v1/auth/email/password-reset\n\n"
+                "If it was not you, ignore this message.",
+            )
+            return display
+        password_hash = await self._passwords.hash(password)
+        try:
+            async with in_transaction():
+                user = await User.create(
+                    code=new_user_code(),
+                    nickname=login,
+                    login=login,
+                    login_key=login.lower(),
+                    first_name=first_name,
+                    last_name=last_name,
+                    password_hash=password_hash,
+                )
+                token = await self._new_token(str(user.id), VERIFY_EMAIL, key, display)
+        except IntegrityError:
+            raise ConflictError("login: already taken", code="login_taken") from None
+        await self._send_verification(display, token)
+        return display
+
+    async def change_email(self, user_id: str, email: str) -> str:
+        """Mail a link to a new address; it replaces the current one once verified."""
+        key, display = normalize_email(email)
+        owner = await Identity.get_or_none(kind="email", value=key)
+        if owner is not None and str(owner.user_id) == user_id:
+            return display
+        token = await self._new_token(user_id, VERIFY_EMAIL, key, display)
+        await self._send_verification(display, token)
+        return display
+
+    async def verify_email(self, token: str) -> VerifiedEmail:
+        """Spend a verification link: the address becomes the account's e-mail identity."""
+        row = await self._spend(token, VERIFY_EMAIL)
+        assert row.email is not None
+        now = datetime.now(UTC)
+        try:
+            async with in_transaction():
+                current = await Identity.get_or_none(user_id=row.user_id, kind="email")
+                if current is None:
+                    await Identity.create(
+                        user_id=row.user_id,
+                        kind="email",
+                        value=row.email,
+                        display=row.email_display or row.email,
+                        verified_at=now,
+                    )
+                else:
+                    current.value = row.email
+                    current.display = row.email_display or row.email
+                    current.verified_at = now
+                    await current.save(update_fields=["value", "display", "verified_at"])
+        except IntegrityError:
+            raise ConflictError(
+                "email: this address now belongs to another account", code="identity_taken"
+            ) from None
+        log.info("e-mail verified", extra={"user_id": str(row.user_id)})
+        return VerifiedEmail(user_id=str(row.user_id), email=row.email_display or row.email)
+
+    # -- sign-in ------------------------------------------------------------
+
+    async def sign_in(
+        self, identifier: str, password: str, *, device_name: str, client: ClientInfo
+    ) -> TokenPair:
+        ident = identifier.strip().lower()
+        account_key = f"rl:login:acct:{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
+        ip_key = f"rl:login:ip:{client.ip}"
+        await self._refuse_if_over(account_key, self._settings.login_failures_per_account)
+        await self._refuse_if_over(ip_key, self._settings.login_failures_per_ip)
+        user = await self._find_account(ident)
+        if user is None or user.password_hash is None:
+            await self._passwords.verify_dummy(password)
+            await self._count_failure(account_key, ip_key)
+            raise InvalidCredentialsError("login or password is wrong")
+        if not await self._passwords.verify(user.password_hash, password):
+            await self._count_failure(account_key, ip_key)
+            raise InvalidCredentialsError("login or password is wrong")
+        # Only the password's owner gets past this point, so saying more is safe.
+        if not await Identity.filter(user_id=user.id, verified_at__not_isnull=True).exists():
+            raise PermissionDeniedError(
+                "confirm your e-mail address first (see the link we sent)",
+                code="email_not_verified",
+            )
+        if self._passwords.hasher.needs_rehash(user.password_hash):
+            user.password_hash = await self._passwords.hash(password)
+            await user.save(update_fields=["password_hash"])
+        await self._kv.delete(account_key)
+        return await self._sessions.start_session(
+            str(user.id), device_name=device_name, user_agent=client.user_agent, ip=client.ip
+        )
+
+    async def _find_account(self, ident: str) -> User | None:
+        if "@" in ident:
+            identity = await Identity.get_or_none(
+                kind="email", value=ident, verified_at__not_isnull=True
+            ).select_related("user")
+            return identity.user if identity is not None else None
+        return await User.get_or_none(login_key=ident)
+
+    # -- passwords ----------------------------------------------------------
+
+    async def request_password_reset(self, email: str) -> None:
+        """Mail a reset link if a verified address matches; say nothing either way."""
+        key, _ = normalize_email(email)
+        identity = await Identity.get_or_none(kind="email", value=key, verified_at__not_isnull=True)
+        if identity is None:
+            return
+        token = await self._new_token(str(identity.user_id), RESET_PASSWORD, key, identity.display)
+        await self._send(
+            identity.display or key,
+            "Reset your Parley password",
+            "Follow this link to choose a new password (it works once, for "
+            f"{self._settings.password_reset_ttl // 60} minutes):\n"
+            f"{self._public_url}/v1/auth/email/password-reset/confirm?token={token}\n\n"
+            "If you did not ask for this, ignore this message.",
+        )
+
+    async def reset_password(self, token: str, new_password: str) -> None:
+        """Spend a reset link: set the password and end every session of the account."""
+        row = await self._spend(token, RESET_PASSWORD)
+        user = await User.get(id=row.user_id)
+        validate_password_strength(new_password, forbidden=(user.login or "", row.email or ""))
+        user.password_hash = await self._passwords.hash(new_password)
+        await user.save(update_fields=["password_hash", "updated_at"])
+        await self._sessions.revoke_all(str(user.id), reason="password_reset")
+
+    async def set_password(self, user_id: str, current: str | None, new_password: str) -> None:
+        """Change (or first set) the password of a signed-in account."""
+        user = await User.get(id=user_id)
+        if user.password_hash is not None and (
+            current is None or not await self._passwords.verify(user.password_hash, current)
+        ):
+            raise InvalidCredentialsError("current_password: wrong password")
+        validate_password_strength(new_password, forbidden=(user.login or "",))
+        user.password_hash = await self._passwords.hash(new_password)
+        await user.save(update_fields=["password_hash", "updated_at"])
+
+    # -- helpers ------------------------------------------------------------
+
+    async def _new_token(self, user_id: str, purpose: str, email: str, display: str) -> str:
+        token = secrets.token_urlsafe(32)
+        ttl = (
+            self._settings.email_verify_ttl
+            if purpose == VERIFY_EMAIL
+            else self._settings.password_reset_ttl
+        )
+        await ActionToken.create(
+            user_id=user_id,
+            purpose=purpose,
+            token_hash=_token_hash(token),
+            email=email,
+            email_display=display,
+            expires_at=datetime.now(UTC) + timedelta(seconds=ttl),
+        )
+        return token
+
+    async def _spend(self, token: str, purpose: str) -> ActionToken:
+        """Mark a link used, once: a second use, an expired or a foreign link fails alike."""
+        now = datetime.now(UTC)
+        token_hash = _token_hash(token)
+        spent = await ActionToken.filter(
+            token_hash=token_hash, purpose=purpose, used_at=None, expires_at__gt=now
+        ).update(used_at=now)
+        if not spent:
+            raise InvalidLinkError("this link is invalid, used or expired; ask for a new one")
+        return await ActionToken.get(token_hash=token_hash)
+
+    async def _send_verification(self, display: str, token: str) -> None:
+        await self._send(
+            display,
+            "Confirm your e-mail for Parley",
+            "Follow this link to confirm your address (it works once, for "
+            f"{self._settings.email_verify_ttl // 3600} hours):\n"
+            f"{self._public_url}/v1/auth/email/verify?token={token}\n\n"
+            "If you did not ask for this, ignore this message.",
+        )
+
+    async def _send(self, to: str, subject: str, text: str) -> None:
+        await self._mailer.send(EmailMessage(to=to, subject=subject, text=text))
+
+    async def _refuse_if_over(self, key: str, limit: int) -> None:
+        raw = await self._kv.get(key)
+        if raw is not None and int(raw) >= limit:
+            wait = int(await self._kv.ttl(key) or LOGIN_WINDOW) + 1
+            raise RateLimitedError(
+                f"too many failed sign-ins; try again in {wait} s", retry_after=wait
+            )
+
+    async def _count_failure(self, *keys: str) -> None:
+        for key in keys:
+            await self._kv.incr(key, ttl=LOGIN_WINDOW)

@@ -1,0 +1,164 @@
+"""Wallet sign-in and linking (seeds 003, 004): challenge, signature, session.
+
+Ethereum accounts sign an EIP-4361 (Sign-In with Ethereum) message, checked by
+EIP-191 recovery; Substrate/CENNZnet accounts sign a plain challenge with their
+ed25519 or sr25519 key, named by an SS58 address. The server writes every
+message itself and stores it with its nonce (seed 004's ``auth_pk_challenge``),
+so verification needs no trust in the text a client sends back: it must be the
+stored text exactly, unexpired and unused.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from config.errors import AuthenticationError, InvalidRequestError
+from config.settings import AuthSettings, split_list
+from crypto.wallets import (
+    SiweMessage,
+    WalletSignatureError,
+    decode_ss58,
+    encode_ss58,
+    new_nonce,
+    normalize_eth_address,
+    parse_siwe_message,
+    parse_substrate_challenge,
+    recover_eth_signer,
+    substrate_challenge_text,
+    verify_substrate_signature,
+)
+from storage.models import WalletChallenge
+
+SIGN_IN = "sign_in"
+LINK = "link"
+_STATEMENTS = {
+    SIGN_IN: "Sign in to Parley.",
+    LINK: "Link this account to your Parley account.",
+}
+
+
+class InvalidChallengeError(AuthenticationError):
+    code = "invalid_challenge"
+
+
+@dataclass(frozen=True)
+class Challenge:
+    message: str
+    nonce: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ProvenWallet:
+    """A wallet whose owner just proved control: the identity to sign in or link."""
+
+    kind: str  # ethereum | substrate
+    value: str  # identity key: lower-case 0x address, or 0x + public key hex
+    display: str  # EIP-55 address, or the SS58 address
+
+
+class WalletProofService:
+    def __init__(self, settings: AuthSettings, public_url: str) -> None:
+        self._settings = settings
+        self._uri = public_url
+        self._domain = urlsplit(public_url).netloc
+        self._chain_ids = {int(c) for c in split_list(settings.ethereum_chain_ids)}
+        prefixes = split_list(settings.substrate_ss58_prefixes)
+        self._ss58_prefixes = {int(p) for p in prefixes} if prefixes else None
+
+    async def challenge(
+        self, *, chain: str, address: str, chain_id: int | None, purpose: str, user_id: str | None
+    ) -> Challenge:
+        """Write and store the message the wallet is to sign."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        expires = now + timedelta(seconds=self._settings.wallet_challenge_ttl)
+        nonce = new_nonce()
+        if chain == "ethereum":
+            display = normalize_eth_address(address)
+            value = display.lower()
+            chain_id = chain_id if chain_id is not None else min(self._chain_ids)
+            if chain_id not in self._chain_ids:
+                raise InvalidRequestError(
+                    f"chain_id: not accepted here (accepted: {sorted(self._chain_ids)})",
+                    code="unsupported_chain",
+                )
+            message = SiweMessage(
+                domain=self._domain,
+                address=display,
+                statement=_STATEMENTS[purpose],
+                uri=self._uri,
+                version="1",
+                chain_id=chain_id,
+                nonce=nonce,
+                issued_at=now,
+                expiration_time=expires,
+            ).to_text()
+        else:
+            prefix, public_key = decode_ss58(address, allowed_prefixes=self._ss58_prefixes)
+            display = encode_ss58(public_key, prefix)
+            value = "0x" + public_key.hex()
+            message = substrate_challenge_text(self._domain, display, nonce, now, expires)
+        await WalletChallenge.create(
+            nonce=nonce,
+            chain=chain,
+            address=value,
+            display=display,
+            message=message,
+            purpose=purpose,
+            user_id=user_id,
+            expires_at=expires,
+        )
+        return Challenge(message=message, nonce=nonce, expires_at=expires)
+
+    async def prove(
+        self, message: str, signature: str, *, purpose: str, user_id: str | None
+    ) -> ProvenWallet:
+        """Check a signed challenge and spend it; the wallet it proves."""
+        nonce = _nonce_of(message)
+        challenge = await WalletChallenge.get_or_none(nonce=nonce)
+        now = datetime.now(UTC)
+        if (
+            challenge is None
+            or challenge.used_at is not None
+            or challenge.expires_at <= now
+            or challenge.purpose != purpose
+            or (purpose == LINK and str(challenge.user_id) != user_id)
+            or not hmac.compare_digest(challenge.message.encode(), message.encode())
+        ):
+            raise InvalidChallengeError(
+                "this message was not issued here, has expired or was already used; "
+                "ask for a new challenge"
+            )
+        if challenge.chain == "ethereum":
+            signer = recover_eth_signer(message, signature)
+            if signer.lower() != challenge.address:
+                raise WalletSignatureError("signature: signed by another account")
+        else:
+            public_key = bytes.fromhex(challenge.address[2:])
+            _verify_either_scheme(public_key, message.encode(), signature)
+        # Single use: only the first request to mark it used may go on.
+        spent = await WalletChallenge.filter(id=challenge.id, used_at=None).update(used_at=now)
+        if not spent:
+            raise InvalidChallengeError("this challenge was already used; ask for a new one")
+        return ProvenWallet(
+            kind=challenge.chain, value=challenge.address, display=challenge.display
+        )
+
+
+def _nonce_of(message: str) -> str:
+    """The nonce of a message in either format; a parse error names what is wrong."""
+    if message.startswith("Parley Authentication"):
+        return parse_substrate_challenge(message)["nonce"]
+    return parse_siwe_message(message).nonce
+
+
+def _verify_either_scheme(public_key: bytes, message: bytes, signature: str) -> None:
+    # Substrate accounts are sr25519 (polkadot.js' default) or ed25519; an
+    # address does not say which, and a signature verifies under at most one.
+    try:
+        verify_substrate_signature(public_key, message, signature, scheme="sr25519")
+    except WalletSignatureError:
+        verify_substrate_signature(public_key, message, signature, scheme="ed25519")

@@ -1,0 +1,1 @@
+"""Devices and the CA that certifies their keys (seed 000)."""
