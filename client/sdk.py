@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import socketio
 
+from client.account import AccountMethods
+
 MESSAGE_SEND = "message:send"
 MESSAGE_NEW = "message:new"
 SESSION_REVOKED = "session:revoked"
@@ -41,7 +43,7 @@ class ParleyApiError(Exception):
         self.message = message
 
 
-class ParleyClient:
+class ParleyClient(AccountMethods):
     def __init__(
         self,
         base_url: str,

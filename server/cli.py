@@ -53,6 +53,19 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from server.auth.keyring import rotate_key
+
+    kid = rotate_key(settings.auth)
+    print(f"new access-token signing key: {kid}")
+    print(
+        f"nodes sign with it within {settings.auth.key_reload_interval:g} s and accept the "
+        "old key until its tokens expire",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parley",
@@ -71,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
+    keys = commands.add_parser("keys", help="manage server keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = key_commands.add_parser(
+        "rotate", help="retire the access-token signing key and make a new one"
+    )
+    rotate.set_defaults(handler=_rotate_keys)
     return parser
 
 
