@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 
 from config.settings import AuthSettings
 from storage.kv import KeyValueStore
@@ -50,7 +50,7 @@ async def clean_up(settings: AuthSettings, now: datetime | None = None) -> Clean
     cutoff = now - timedelta(seconds=settings.unverified_account_ttl)
     stale_ids = (
         await User.filter(created_at__lt=cutoff)
-        .exclude(id__in=verified_users)
+        .exclude(id__in=Subquery(verified_users))
         .values_list("id", flat=True)
     )
     accounts = await User.filter(id__in=list(stale_ids)).delete() if stale_ids else 0
