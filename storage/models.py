@@ -107,7 +107,11 @@ class WalletChallenge(Model):
 
 
 class Session(Model):
-    """A signed-in device. Its refresh tokens form one rotation family."""
+    """A signed-in device. Its refresh tokens form one rotation family.
+
+    ``refresh_hash`` is the SHA-256 of the one refresh token that is valid now;
+    each refresh replaces it and files the old one as spent.
+    """
 
     id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
@@ -122,6 +126,7 @@ class Session(Model):
     expires_at = fields.DatetimeField()
     revoked_at = fields.DatetimeField(null=True)
     revoked_reason = fields.CharField(max_length=32, null=True)
+    refresh_hash = fields.CharField(max_length=64, unique=True)
 
     class Meta:
         table = "sessions"
@@ -154,19 +159,19 @@ class Device(Model):
         table = "devices"
 
 
-class RefreshToken(Model):
-    """A single-use refresh token, stored only as its SHA-256."""
+class SpentRefreshToken(Model):
+    """A refresh token already exchanged. Presented again, it was stolen or replayed."""
 
-    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    # SHA-256 of the token; the token itself is never stored.
+    token_hash = fields.CharField(max_length=64, primary_key=True)
     session: fields.ForeignKeyRelation[Session] = fields.ForeignKeyField(
-        "parley.Session", related_name="refresh_tokens", on_delete=fields.CASCADE
+        "parley.Session", related_name="spent_refresh_tokens", on_delete=fields.CASCADE
     )
-    token_hash = fields.CharField(max_length=64, unique=True)
-    created_at = fields.DatetimeField(auto_now_add=True)
-    used_at = fields.DatetimeField(null=True)
+    session_id: uuid.UUID
+    spent_at = fields.DatetimeField()
 
     class Meta:
-        table = "refresh_tokens"
+        table = "spent_refresh_tokens"
 
 
 class Conversation(Model):

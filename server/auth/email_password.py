@@ -61,6 +61,20 @@ def normalize_email(raw: str) -> tuple[str, str]:
     return result.normalized.lower(), result.normalized
 
 
+def _forbidden(login: str | None, *emails: str) -> tuple[str, ...]:
+    """What a password must not be: the login, an address or its local part."""
+    words = [login or ""]
+    for email in emails:
+        words += [email, email.split("@")[0]]
+    return tuple(w for w in words if w)
+
+
+async def _forbidden_for(user_id: str) -> tuple[str, ...]:
+    user = await User.get(id=user_id)
+    emails = await Identity.filter(user_id=user_id, kind="email").values_list("value", flat=True)
+    return _forbidden(user.login, *(str(e) for e in emails))
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -114,8 +128,11 @@ class EmailPasswordService:
     ) -> str:
         """Create the account (unverified) and mail a link; returns the display address."""
         key, display = normalize_email(email)
-        validate_password_strength(password, forbidden=(login, key, key.split("@")[0]))
+        validate_password_strength(password, forbidden=_forbidden(login, key))
         if await Identity.exists(kind="email", value=key):
+            # Spend the same argon2 work as a new account, so the answer's timing
+            # does not tell whether the address is taken.
+            await self._passwords.hash(password)
             await self._send(
                 display,
                 "Your Parley account",
@@ -187,11 +204,14 @@ class EmailPasswordService:
         self, identifier: str, password: str, *, device_name: str, client: ClientInfo
     ) -> TokenPair:
         ident = identifier.strip().lower()
-        account_key = f"rl:login:acct:{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
         ip_key = f"rl:login:ip:{client.ip}"
-        await self._refuse_if_over(account_key, self._settings.login_failures_per_account)
         await self._refuse_if_over(ip_key, self._settings.login_failures_per_ip)
         user = await self._find_account(ident)
+        # Failures count per account, whichever identifier (login or e-mail) named
+        # it; unknown identifiers count per text so they cost the same.
+        subject = str(user.id) if user is not None else ident
+        account_key = f"rl:login:acct:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
+        await self._refuse_if_over(account_key, self._settings.login_failures_per_account)
         if user is None or user.password_hash is None:
             await self._passwords.verify_dummy(password)
             await self._count_failure(account_key, ip_key)
@@ -241,9 +261,20 @@ class EmailPasswordService:
 
     async def reset_password(self, token: str, new_password: str) -> None:
         """Spend a reset link: set the password and end every session of the account."""
+        pending = await ActionToken.get_or_none(
+            token_hash=_token_hash(token),
+            purpose=RESET_PASSWORD,
+            used_at=None,
+            expires_at__gt=datetime.now(UTC),
+        ).select_related("user")
+        if pending is not None:
+            # Check the new password before spending the link, so a rejected
+            # password leaves the link usable for a second try.
+            validate_password_strength(
+                new_password, forbidden=await _forbidden_for(str(pending.user_id))
+            )
         row = await self._spend(token, RESET_PASSWORD)
         user = await User.get(id=row.user_id)
-        validate_password_strength(new_password, forbidden=(user.login or "", row.email or ""))
         user.password_hash = await self._passwords.hash(new_password)
         await user.save(update_fields=["password_hash", "updated_at"])
         await self._sessions.revoke_all(str(user.id), reason="password_reset")
@@ -255,7 +286,7 @@ class EmailPasswordService:
             current is None or not await self._passwords.verify(user.password_hash, current)
         ):
             raise InvalidCredentialsError("current_password: wrong password")
-        validate_password_strength(new_password, forbidden=(user.login or "",))
+        validate_password_strength(new_password, forbidden=await _forbidden_for(user_id))
         user.password_hash = await self._passwords.hash(new_password)
         await user.save(update_fields=["password_hash", "updated_at"])
 

@@ -8,8 +8,10 @@ replayed, so the whole session is revoked and its sockets are told to go.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tortoise.transactions import in_transaction
 
@@ -22,8 +24,9 @@ from crypto.tokens import (
     new_refresh_token,
 )
 from server.auth.schemas import TokenPair
+from storage import sql
 from storage.kv import KeyValueStore
-from storage.models import RefreshToken, Session
+from storage.models import Session, SpentRefreshToken
 
 log = logging.getLogger(__name__)
 
@@ -58,47 +61,50 @@ class SessionService:
     async def start_session(
         self, user_id: str, *, device_name: str, user_agent: str, ip: str, new_user: bool = False
     ) -> TokenPair:
+        """A new session with its first refresh token: one INSERT."""
         now = utcnow()
         refresh = new_refresh_token()
-        async with in_transaction():
-            session = await Session.create(
-                user_id=user_id,
-                device_name=device_name[:128],
-                user_agent=user_agent[:256],
-                ip=ip[:64],
-                expires_at=now + timedelta(seconds=self._settings.refresh_token_ttl),
-            )
-            await RefreshToken.create(session=session, token_hash=hash_refresh_token(refresh))
-        return self._pair(user_id, str(session.id), refresh, new_user=new_user)
+        session_id = str(uuid.uuid4())
+        await sql.fetch(
+            "INSERT INTO sessions (id, user_id, device_name, user_agent, ip, created_at,"
+            " last_used_at, expires_at, refresh_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                session_id,
+                user_id,
+                device_name[:128],
+                user_agent[:256],
+                ip[:64],
+                now,
+                now,
+                now + timedelta(seconds=self._settings.refresh_token_ttl),
+                hash_refresh_token(refresh),
+            ],
+        )
+        return self._pair(user_id, session_id, refresh, new_user=new_user)
 
     async def rotate(self, refresh_token: str) -> TokenPair:
-        token_hash = hash_refresh_token(refresh_token)
+        """Spend a refresh token for a new pair (one statement on PostgreSQL).
+
+        A token that is already spent means two parties hold the family: the
+        session is revoked (OWASP ASVS 3.5.x) and both must sign in again.
+        """
+        old = hash_refresh_token(refresh_token)
+        fresh = new_refresh_token()
+        new = hash_refresh_token(fresh)
         now = utcnow()
-        async with in_transaction():
-            spent = await RefreshToken.filter(token_hash=token_hash, used_at=None).update(
-                used_at=now
-            )
-            row = await RefreshToken.get_or_none(token_hash=token_hash).select_related("session")
-            if row is None:
-                raise InvalidRefreshTokenError("refresh token is not valid")
-            session = row.session
-            if not spent:
-                # A spent token came back: treat the family as compromised.
-                reused = True
-            else:
-                reused = False
-                if session.revoked_at is not None or session.expires_at <= now:
-                    raise InvalidRefreshTokenError("session has ended; sign in again")
-                fresh = new_refresh_token()
-                await RefreshToken.create(session=session, token_hash=hash_refresh_token(fresh))
-                await Session.filter(id=session.id).update(last_used_at=now)
-        if reused:
-            await self.revoke(str(session.id), reason="refresh_token_reused")
+        row = await _swap_refresh_hash(old, new, now)
+        if row is not None:
+            return self._pair(str(row["user_id"]), str(row["id"]), fresh)
+        spent = await SpentRefreshToken.get_or_none(token_hash=old)
+        if spent is not None:
+            await self.revoke(str(spent.session_id), reason="refresh_token_reused")
             raise InvalidRefreshTokenError(
                 "refresh token was already used; the session has been revoked",
                 code="refresh_token_reused",
             )
-        return self._pair(str(session.user_id), str(session.id), fresh)
+        if await Session.exists(refresh_hash=old):
+            raise InvalidRefreshTokenError("session has ended; sign in again")
+        raise InvalidRefreshTokenError("refresh token is not valid")
 
     async def revoke(self, session_id: str, *, reason: str) -> bool:
         changed = await Session.filter(id=session_id, revoked_at=None).update(
@@ -170,3 +176,38 @@ class SessionService:
             session_id=session_id,
             new_user=new_user,
         )
+
+
+_SWAP_POSTGRES = """
+WITH s AS (
+    UPDATE sessions SET refresh_hash = ?, last_used_at = ?
+    WHERE refresh_hash = ? AND revoked_at IS NULL AND expires_at > ?
+    RETURNING id, user_id
+), spent AS (
+    INSERT INTO spent_refresh_tokens (token_hash, session_id, spent_at)
+    SELECT ?, id, ? FROM s
+)
+SELECT id, user_id FROM s
+"""
+
+_SWAP = """
+UPDATE sessions SET refresh_hash = ?, last_used_at = ?
+WHERE refresh_hash = ? AND revoked_at IS NULL AND expires_at > ?
+RETURNING id, user_id
+"""
+
+
+async def _swap_refresh_hash(old: str, new: str, now: datetime) -> dict[str, Any] | None:
+    """Replace the session's current refresh hash and file the old one as spent, atomically."""
+    if sql.is_postgres():
+        return await sql.fetch_one(_SWAP_POSTGRES, [new, now, old, now, old, now])
+    async with in_transaction() as conn:
+        row = await sql.fetch_one(_SWAP, [new, now, old, now], conn=conn)
+        if row is not None:
+            await sql.fetch(
+                "INSERT INTO spent_refresh_tokens (token_hash, session_id, spent_at)"
+                " VALUES (?, ?, ?)",
+                [old, row["id"], now],
+                conn=conn,
+            )
+        return row

@@ -10,7 +10,6 @@ stored text exactly, unexpired and unused.
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -30,8 +29,10 @@ from crypto.wallets import (
     substrate_challenge_text,
     verify_substrate_signature,
 )
+from storage import sql
 from storage.models import WalletChallenge
 
+SUBSTRATE_TITLE = "Parley Authentication"
 SIGN_IN = "sign_in"
 LINK = "link"
 _STATEMENTS = {
@@ -116,43 +117,41 @@ class WalletProofService:
     async def prove(
         self, message: str, signature: str, *, purpose: str, user_id: str | None
     ) -> ProvenWallet:
-        """Check a signed challenge and spend it; the wallet it proves."""
-        nonce = _nonce_of(message)
-        challenge = await WalletChallenge.get_or_none(nonce=nonce)
+        """Check a signed challenge and spend it; the wallet it proves.
+
+        The signature is checked against the account the message names, then
+        one statement spends the challenge only if this exact text was issued
+        here, for this purpose (and user), and is unexpired and unused.
+        """
+        if message.startswith(SUBSTRATE_TITLE):
+            parsed = parse_substrate_challenge(message)
+            nonce = parsed["nonce"]
+            _, public_key = decode_ss58(parsed["address"], allowed_prefixes=self._ss58_prefixes)
+            _verify_either_scheme(public_key, message.encode(), signature)
+        else:
+            siwe = parse_siwe_message(message)
+            nonce = siwe.nonce
+            if recover_eth_signer(message, signature).lower() != siwe.address.lower():
+                raise WalletSignatureError("signature: signed by another account")
         now = datetime.now(UTC)
-        if (
-            challenge is None
-            or challenge.used_at is not None
-            or challenge.expires_at <= now
-            or challenge.purpose != purpose
-            or (purpose == LINK and str(challenge.user_id) != user_id)
-            or not hmac.compare_digest(challenge.message.encode(), message.encode())
-        ):
+        params: list[object] = [now, nonce, message, purpose, now]
+        owner = "user_id IS NULL"
+        if user_id is not None:
+            owner = "user_id = ?"
+            params.append(user_id)
+        # `owner` is one of two constant strings; every value is a parameter.
+        row = await sql.fetch_one(
+            "UPDATE wallet_challenges SET used_at = ?"  # noqa: S608
+            " WHERE nonce = ? AND message = ? AND purpose = ? AND used_at IS NULL"
+            f" AND expires_at > ? AND {owner} RETURNING chain, address, display",
+            params,
+        )
+        if row is None:
             raise InvalidChallengeError(
                 "this message was not issued here, has expired or was already used; "
                 "ask for a new challenge"
             )
-        if challenge.chain == "ethereum":
-            signer = recover_eth_signer(message, signature)
-            if signer.lower() != challenge.address:
-                raise WalletSignatureError("signature: signed by another account")
-        else:
-            public_key = bytes.fromhex(challenge.address[2:])
-            _verify_either_scheme(public_key, message.encode(), signature)
-        # Single use: only the first request to mark it used may go on.
-        spent = await WalletChallenge.filter(id=challenge.id, used_at=None).update(used_at=now)
-        if not spent:
-            raise InvalidChallengeError("this challenge was already used; ask for a new one")
-        return ProvenWallet(
-            kind=challenge.chain, value=challenge.address, display=challenge.display
-        )
-
-
-def _nonce_of(message: str) -> str:
-    """The nonce of a message in either format; a parse error names what is wrong."""
-    if message.startswith("Parley Authentication"):
-        return parse_substrate_challenge(message)["nonce"]
-    return parse_siwe_message(message).nonce
+        return ProvenWallet(kind=row["chain"], value=row["address"], display=row["display"])
 
 
 def _verify_either_scheme(public_key: bytes, message: bytes, signature: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
@@ -10,6 +11,7 @@ from tortoise.transactions import in_transaction
 
 from config.errors import NotFoundError
 from server.users.schemas import MeOut, UserOut
+from storage import sql
 from storage.models import Identity, User
 
 _CODE_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l look-alikes
@@ -31,30 +33,42 @@ def user_out(user: User) -> UserOut:
     )
 
 
+@dataclass(frozen=True)
+class SignedInUser:
+    id: str
+    nickname: str
+
+
 class UserService:
     async def sign_in_with_identity(
         self, kind: str, value: str, *, nickname: str | None, display: str = ""
-    ) -> tuple[User, bool]:
-        """The user owning this verified identity, created on first sight."""
+    ) -> tuple[SignedInUser, bool]:
+        """The user owning this verified identity, created on first sight (sign-in hot path)."""
         for _ in range(3):
-            identity = await Identity.get_or_none(kind=kind, value=value).select_related("user")
-            if identity is not None:
-                user = identity.user
+            row = await sql.fetch_one(
+                "SELECT u.id, u.nickname FROM identities i JOIN users u ON u.id = i.user_id"
+                " WHERE i.kind = ? AND i.value = ?",
+                [kind, value],
+            )
+            if row is not None:
+                user = SignedInUser(id=str(row["id"]), nickname=row["nickname"])
                 if nickname is not None and nickname != user.nickname:
-                    user.nickname = nickname
-                    await user.save(update_fields=["nickname", "updated_at"])
+                    await User.filter(id=user.id).update(
+                        nickname=nickname, updated_at=datetime.now(UTC)
+                    )
+                    user = SignedInUser(id=user.id, nickname=nickname)
                 return user, False
             try:
                 async with in_transaction():
-                    user = await User.create(code=new_user_code(), nickname=nickname or "")
+                    created = await User.create(code=new_user_code(), nickname=nickname or "")
                     await Identity.create(
-                        user=user,
+                        user=created,
                         kind=kind,
                         value=value,
                         display=display or value,
                         verified_at=datetime.now(UTC),
                     )
-                return user, True
+                return SignedInUser(id=str(created.id), nickname=created.nickname), True
             except IntegrityError:
                 continue  # a concurrent sign-in created it (or a code collided): look again
         raise RuntimeError("could not create a user for a verified identity")

@@ -115,6 +115,7 @@ class Migration(migrations.Migration):
                 ('expires_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('revoked_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('revoked_reason', fields.CharField(null=True, max_length=32)),
+                ('refresh_hash', fields.CharField(unique=True, max_length=64)),
             ],
             options={'table': 'sessions', 'app': 'parley', 'pk_attr': 'id', 'table_description': 'A signed-in device. Its refresh tokens form one rotation family.'},
             bases=['Model'],
@@ -138,15 +139,13 @@ class Migration(migrations.Migration):
             bases=['Model'],
         ),
         ops.CreateModel(
-            name='RefreshToken',
+            name='SpentRefreshToken',
             fields=[
-                ('id', fields.UUIDField(primary_key=True, default=uuid4, unique=True, db_index=True)),
-                ('session', fields.ForeignKeyField('parley.Session', source_field='session_id', db_constraint=True, to_field='id', related_name='refresh_tokens', on_delete=OnDelete.CASCADE)),
-                ('token_hash', fields.CharField(unique=True, max_length=64)),
-                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
-                ('used_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('token_hash', fields.CharField(primary_key=True, unique=True, db_index=True, max_length=64)),
+                ('session', fields.ForeignKeyField('parley.Session', source_field='session_id', db_constraint=True, to_field='id', related_name='spent_refresh_tokens', on_delete=OnDelete.CASCADE)),
+                ('spent_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'refresh_tokens', 'app': 'parley', 'pk_attr': 'id', 'table_description': 'A single-use refresh token, stored only as its SHA-256.'},
+            options={'table': 'spent_refresh_tokens', 'app': 'parley', 'pk_attr': 'token_hash', 'table_description': 'A refresh token already exchanged. Presented again, it was stolen or replayed.'},
             bases=['Model'],
         ),
         ops.CreateModel(

@@ -75,7 +75,7 @@ async def test_migrate_creates_the_schema_on_postgres() -> None:
             "users",
             "identities",
             "sessions",
-            "refresh_tokens",
+            "spent_refresh_tokens",
             "conversations",
             "conversation_members",
             "messages",

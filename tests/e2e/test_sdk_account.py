@@ -38,7 +38,9 @@ async def test_sdk_wallet_sign_in_link_device_sessions_logout(sqlite_node: Serve
         finally:
             await second.close()
 
-        device = await sdk.register_device(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+        device = await sdk.register_device(
+            Ed25519PrivateKey.generate(), X25519PrivateKey.generate()
+        )
         ca = await sdk.ca()
         ca_key = Ed25519PublicKey.from_public_bytes(
             base64.urlsafe_b64decode(ca["public_key"] + "=" * (-len(ca["public_key"]) % 4))

@@ -20,7 +20,7 @@ _TABLES = (
     "messages",
     "conversation_members",
     "conversations",
-    "refresh_tokens",
+    "spent_refresh_tokens",
     "sessions",
     "identities",
     "users",

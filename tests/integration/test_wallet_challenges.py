@@ -139,7 +139,7 @@ async def test_clean_up_deletes_expired_action_tokens(empty_db: DatabaseSettings
     hashes: dict[str, str] = {}
     for name, (expires_at, used_at, _) in cases.items():
         token = await ActionToken.create(
-            user=user,
+            user_id=user.id,
             purpose="verify_email",
             token_hash=secrets.token_hex(32),
             email="someone@example.test",
@@ -174,7 +174,9 @@ async def test_clean_up_deletes_old_accounts_without_a_verified_identity(
     bare_young = await User.create(code=new_user_code())
     for user in (verified_old, bare_old, unverified_old):
         assert await User.filter(id=user.id).update(created_at=old) == 1
-    await Session.create(user=bare_old, expires_at=now + DAY)
+    await Session.create(
+        user_id=bare_old.id, expires_at=now + DAY, refresh_hash=secrets.token_hex(32)
+    )
 
     report = await clean_up(SETTINGS, now=now)
 
@@ -204,7 +206,11 @@ async def test_clean_up_deletes_sessions_ended_over_30_days_ago(
     ids: dict[str, str] = {}
     for name, (expires_at, revoked_at, _) in cases.items():
         session = await Session.create(
-            user=user, expires_at=expires_at, revoked_at=revoked_at, device_name=name
+            user_id=user.id,
+            expires_at=expires_at,
+            revoked_at=revoked_at,
+            device_name=name,
+            refresh_hash=secrets.token_hex(32),
         )
         ids[name] = str(session.id)
 

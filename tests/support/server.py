@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,8 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+# The token of an e-mailed link: secrets.token_urlsafe(32), 43 URL-safe characters.
+_LINK_TOKEN = re.compile(r"[?&]token=([A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])")
 
 
 def free_port() -> int:
@@ -42,6 +45,7 @@ class ServerProcess:
         self._lock = threading.Condition()
         self.proc: subprocess.Popen[str] | None = None
         self._sms_seen: dict[str, int] = {}
+        self._email_seen: dict[str, int] = {}
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
@@ -116,6 +120,26 @@ class ServerProcess:
                     raise TimeoutError(f"no SMS to {phone} on {self.name}")
                 self._lock.wait(left)
 
+    def next_email(self, to: str, timeout: float = 10.0) -> dict[str, str]:
+        """The next mail the console e-mail provider 'sent' to ``to`` (each is returned once).
+
+        Returns ``{"subject": ..., "text": ...}``; ``to`` is matched exactly, as logged
+        (the address's display form).
+        """
+        wanted = self._email_seen.get(to, 0) + 1
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                mails = [r for r in self.records if r.get("email_to") == to]
+                if len(mails) >= wanted:
+                    self._email_seen[to] = wanted
+                    mail = mails[wanted - 1]
+                    return {"subject": str(mail["email_subject"]), "text": str(mail["email_text"])}
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no e-mail to {to} on {self.name}")
+                self._lock.wait(left)
+
     def log_text(self) -> str:
         with self._lock:
             return "\n".join(self.raw_lines)
@@ -136,3 +160,11 @@ class ServerProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def link_token(text: str) -> str:
+    """The ``token=`` value of the (first) link in a mail's text."""
+    match = _LINK_TOKEN.search(text)
+    if match is None:
+        raise ValueError(f"no link token in mail text: {text!r}")
+    return match.group(1)
