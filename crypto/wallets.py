@@ -11,6 +11,7 @@ service. Every function takes untrusted input and fails only with the
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import string
@@ -21,8 +22,8 @@ from typing import Final, TypedDict
 
 import base58
 import sr25519
-from eth_account import Account
-from eth_account.messages import encode_defunct
+from coincurve import PublicKey
+from Crypto.Hash import keccak
 from eth_utils.address import is_checksum_address, to_checksum_address
 from nacl.exceptions import CryptoError
 from nacl.signing import VerifyKey
@@ -305,12 +306,45 @@ def recover_eth_signer(message_text: str, signature_hex: str) -> str:
     if not 0 < r < _SECP256K1_N or not 0 < s <= _SECP256K1_N // 2:
         # EIP-2: a high s is the malleable twin of a valid signature; wallets emit low s.
         raise WalletSignatureError("signature: r or s out of range (EIP-2 low s)")
-    canonical = signature[:64] + bytes([v if v >= 27 else v + 27])
+    return str(to_checksum_address("0x" + _recover_address(message_text, signature, v).hex()))
+
+
+def eth_signed_by(message_text: str, signature_hex: str, address: str) -> bool:
+    """Whether ``address`` signed ``message_text`` (EIP-191): the sign-in hot path.
+
+    The same checks as :func:`recover_eth_signer`, without building the EIP-55
+    form of the signer (one Keccak hash and some object machinery fewer).
+    """
+    if not isinstance(message_text, str) or not message_text:
+        raise WalletSignatureError("message: missing")
+    if len(message_text) > MAX_MESSAGE_CHARS:
+        raise WalletSignatureError(f"message: longer than {MAX_MESSAGE_CHARS} characters")
+    signature = _signature_bytes(signature_hex, 65)
+    r, s, v = (
+        int.from_bytes(signature[:32], "big"),
+        int.from_bytes(signature[32:64], "big"),
+        signature[64],
+    )
+    if v not in (0, 1, 27, 28):
+        raise WalletSignatureError("signature: v is not 0, 1, 27 or 28")
+    if not 0 < r < _SECP256K1_N or not 0 < s <= _SECP256K1_N // 2:
+        raise WalletSignatureError("signature: r or s out of range (EIP-2 low s)")
+    expected = bytes.fromhex(address.removeprefix("0x"))
+    return hmac.compare_digest(_recover_address(message_text, signature, v), expected)
+
+
+def _recover_address(message_text: str, signature: bytes, v: int) -> bytes:
+    """The 20-byte address whose key made ``signature`` over the EIP-191 message."""
+    data = message_text.encode("utf-8", "surrogatepass")
+    prefixed = b"\x19Ethereum Signed Message:\n" + str(len(data)).encode() + data
+    digest = keccak.new(digest_bits=256, data=prefixed).digest()
+    recoverable = signature[:64] + bytes([v - 27 if v >= 27 else v])
     try:
-        signer = Account.recover_message(encode_defunct(text=message_text), signature=canonical)
-    except Exception:  # eth-keys raises BadSignature, ValidationError or ValueError
+        public = PublicKey.from_signature_and_message(recoverable, digest, hasher=None)
+    except Exception:  # coincurve raises ValueError or its own errors for a bad signature
         raise WalletSignatureError("signature: no public key recovers from it") from None
-    return str(to_checksum_address(signer))
+    uncompressed = public.format(compressed=False)[1:]
+    return keccak.new(digest_bits=256, data=uncompressed).digest()[-20:]
 
 
 # --- Substrate / CENNZnet --------------------------------------------------------------

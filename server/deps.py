@@ -15,7 +15,8 @@ from server.container import Services
 _bearer = HTTPBearer(auto_error=False, description="Access token from a sign-in")
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are async so FastAPI does not hop to a thread pool to run them.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -37,7 +38,7 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def client_info(request: Request) -> ClientInfo:
+async def client_info(request: Request) -> ClientInfo:
     host = request.client.host if request.client else "unknown"
     return ClientInfo(ip=host, user_agent=request.headers.get("user-agent", "")[:256])
 

@@ -17,6 +17,7 @@ from tortoise.migrations.executor import MigrationExecutor
 
 from config.errors import ConfigurationError, UnavailableError
 from config.settings import DatabaseSettings
+from storage import sql
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ async def open_database(settings: DatabaseSettings) -> None:
 
 
 async def close_database() -> None:
+    sql.forget_connection()
     await Tortoise.close_connections()
     # Tortoise caches prepared INSERT statements by connection *name*, not by
     # dialect; a later open of another backend under the same name (the test

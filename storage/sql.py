@@ -17,9 +17,21 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 _PLACEHOLDER = re.compile(r"\?")
 
 
+_cached: BaseDBAsyncClient | None = None
+
+
 def connection() -> BaseDBAsyncClient:
-    conn: BaseDBAsyncClient = connections.get("default")
-    return conn
+    """The default connection (looked up once: Tortoise's lookup costs per call)."""
+    global _cached
+    if _cached is None:
+        _cached = connections.get("default")
+    return _cached
+
+
+def forget_connection() -> None:
+    """Called when the database closes, so a reopened one is looked up afresh."""
+    global _cached
+    _cached = None
 
 
 def is_postgres(conn: BaseDBAsyncClient | None = None) -> bool:

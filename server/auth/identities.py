@@ -59,6 +59,15 @@ class IdentityService:
         self, message: str, signature: str, *, device_name: str, client: ClientInfo
     ) -> TokenPair:
         wallet = await self._wallets.prove(message, signature, purpose=SIGN_IN, user_id=None)
+        returning = await self._sessions.start_session_for_identity(
+            wallet.kind,
+            wallet.value,
+            device_name=device_name,
+            user_agent=client.user_agent,
+            ip=client.ip,
+        )
+        if returning is not None:
+            return returning
         user, created = await self._users.sign_in_with_identity(
             wallet.kind, wallet.value, nickname=None, display=wallet.display
         )

@@ -82,6 +82,38 @@ class SessionService:
         )
         return self._pair(user_id, session_id, refresh, new_user=new_user)
 
+    async def start_session_for_identity(
+        self, kind: str, value: str, *, device_name: str, user_agent: str, ip: str
+    ) -> TokenPair | None:
+        """A session for the owner of an identity, found and opened in one statement.
+
+        None when no account has this identity yet (the caller creates it).
+        """
+        now = utcnow()
+        refresh = new_refresh_token()
+        session_id = str(uuid.uuid4())
+        row = await sql.fetch_one(
+            "INSERT INTO sessions (id, user_id, device_name, user_agent, ip, created_at,"
+            " last_used_at, expires_at, refresh_hash)"
+            " SELECT ?, user_id, ?, ?, ?, ?, ?, ?, ? FROM identities WHERE kind = ? AND value = ?"
+            " RETURNING user_id",
+            [
+                session_id,
+                device_name[:128],
+                user_agent[:256],
+                ip[:64],
+                now,
+                now,
+                now + timedelta(seconds=self._settings.refresh_token_ttl),
+                hash_refresh_token(refresh),
+                kind,
+                value,
+            ],
+        )
+        if row is None:
+            return None
+        return self._pair(str(row["user_id"]), session_id, refresh)
+
     async def rotate(self, refresh_token: str) -> TokenPair:
         """Spend a refresh token for a new pair (one statement on PostgreSQL).
 

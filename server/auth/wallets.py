@@ -10,6 +10,7 @@ stored text exactly, unexpired and unused.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -21,11 +22,11 @@ from crypto.wallets import (
     WalletSignatureError,
     decode_ss58,
     encode_ss58,
+    eth_signed_by,
     new_nonce,
     normalize_eth_address,
     parse_siwe_message,
     parse_substrate_challenge,
-    recover_eth_signer,
     substrate_challenge_text,
     verify_substrate_signature,
 )
@@ -33,6 +34,10 @@ from storage import sql
 from storage.models import WalletChallenge
 
 SUBSTRATE_TITLE = "Parley Authentication"
+_SIWE_ADDRESS_AND_NONCE = re.compile(
+    r"\A[^\n]{1,255} wants you to sign in with your Ethereum account:\n(0x[0-9a-fA-F]{40})\n"
+    r"(?:[^\n]*\n){4,6}Nonce: ([A-Za-z0-9]{8,64})\n"
+)
 SIGN_IN = "sign_in"
 LINK = "link"
 _STATEMENTS = {
@@ -129,9 +134,15 @@ class WalletProofService:
             _, public_key = decode_ss58(parsed["address"], allowed_prefixes=self._ss58_prefixes)
             _verify_either_scheme(public_key, message.encode(), signature)
         else:
-            siwe = parse_siwe_message(message)
-            nonce = siwe.nonce
-            if recover_eth_signer(message, signature).lower() != siwe.address.lower():
+            # The stored text is compared in full below, so only the address and
+            # nonce are needed here; the full parser runs only to explain a bad text.
+            fast = _SIWE_ADDRESS_AND_NONCE.match(message)
+            if fast is None:
+                siwe = parse_siwe_message(message)
+                address, nonce = siwe.address, siwe.nonce
+            else:
+                address, nonce = fast.group(1), fast.group(2)
+            if not eth_signed_by(message, signature, address):
                 raise WalletSignatureError("signature: signed by another account")
         now = datetime.now(UTC)
         params: list[object] = [now, nonce, message, purpose, now]

@@ -17,9 +17,9 @@ def fresh_phone(region: str = "US") -> str:
     base = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
     assert base is not None
     national = str(base.national_number)
-    for _ in range(10_000):
-        tail = f"{rng.randrange(10_000):04d}"
-        candidate = phonenumbers.parse(f"+{base.country_code}{national[:-4]}{tail}")
+    for _ in range(100_000):
+        tail = f"{rng.randrange(1_000_000):06d}"
+        candidate = phonenumbers.parse(f"+{base.country_code}{national[:-6]}{tail}")
         e164 = phonenumbers.format_number(candidate, phonenumbers.PhoneNumberFormat.E164)
         if phonenumbers.is_valid_number(candidate) and e164 not in _used:
             _used.add(e164)
