@@ -26,7 +26,13 @@ import socketio
 from client.account import AccountMethods
 
 MESSAGE_SEND = "message:send"
+MESSAGE_EDIT = "message:edit"
+MESSAGE_DELETE = "message:delete"
+RECEIPT = "receipt"
+TYPING_UPDATE = "typing:update"
 MESSAGE_NEW = "message:new"
+RECEIPT_UPDATED = "receipt:updated"
+TYPING = "typing"
 SESSION_REVOKED = "session:revoked"
 
 # Refresh the access token when less than this many seconds remain.
@@ -79,6 +85,8 @@ class ParleyClient(AccountMethods):
         self.sio.on("connect_error", self._on_connect_error)
         self.sio.on(MESSAGE_NEW, self._on_message)
         self.sio.on(SESSION_REVOKED, self._on_session_revoked)
+        self.sio.on(RECEIPT_UPDATED, self._on_event(RECEIPT_UPDATED))
+        self.sio.on(TYPING, self._on_event(TYPING))
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -166,9 +174,44 @@ class ParleyClient(AccountMethods):
         result: dict[str, Any] = await self.request("GET", "/v1/me")
         return result
 
-    async def open_direct(self, user_id: str) -> dict[str, Any]:
+    async def open_direct(self, user_id: str, *, mode: str = "encrypted") -> dict[str, Any]:
+        """The direct conversation with ``user_id`` in ``mode`` (encrypted or plaintext)."""
         result: dict[str, Any] = await self.request(
-            "POST", "/v1/conversations/direct", json={"user_id": user_id}
+            "POST", "/v1/conversations/direct", json={"user_id": user_id, "mode": mode}
+        )
+        return result
+
+    async def create_group(
+        self, title: str, member_ids: list[str], *, mode: str = "encrypted", topic: str = ""
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST",
+            "/v1/conversations/groups",
+            json={"title": title, "member_ids": member_ids, "mode": mode, "topic": topic},
+        )
+        return result
+
+    async def update_conversation(self, conversation_id: str, **changes: Any) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "PATCH", f"/v1/conversations/{conversation_id}", json=changes
+        )
+        return result
+
+    async def add_members(self, conversation_id: str, member_ids: list[str]) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "POST", f"/v1/conversations/{conversation_id}/members", json={"member_ids": member_ids}
+        )
+        return result
+
+    async def remove_member(self, conversation_id: str, user_id: str) -> None:
+        """Remove someone from a group (your own id: leave it)."""
+        await self.request("DELETE", f"/v1/conversations/{conversation_id}/members/{user_id}")
+
+    async def set_role(self, conversation_id: str, user_id: str, role: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request(
+            "PUT",
+            f"/v1/conversations/{conversation_id}/members/{user_id}/role",
+            json={"role": role},
         )
         return result
 
@@ -255,6 +298,68 @@ class ParleyClient(AccountMethods):
         result: dict[str, Any] = await self.emit(MESSAGE_SEND, payload, timeout=timeout)
         return result
 
+    async def edit_text(
+        self, conversation_id: str, message_id: str, text: str, *, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.emit(
+            MESSAGE_EDIT,
+            {
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+                "client_msg_id": uuid.uuid4().hex,
+                "body": {"text": text},
+            },
+            timeout=timeout,
+        )
+        return result
+
+    async def delete_message(
+        self, conversation_id: str, message_id: str, *, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.emit(
+            MESSAGE_DELETE,
+            {
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+                "client_msg_id": uuid.uuid4().hex,
+            },
+            timeout=timeout,
+        )
+        return result
+
+    async def mark_read(self, conversation_id: str, seq: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.emit(
+            RECEIPT, {"conversation_id": conversation_id, "seq": seq, "kind": "read"}
+        )
+        return result
+
+    async def typing(self, conversation_id: str, state: str = "start") -> None:
+        await self.emit(TYPING_UPDATE, {"conversation_id": conversation_id, "state": state})
+
+    async def sync(self, positions: dict[str, int], *, limit: int = 100) -> list[dict[str, Any]]:
+        """Every message missed since ``positions`` (conversation id -> last seq), all pages.
+
+        Also advances ``positions`` in place, so calling it again after a reconnect
+        fetches only what is new.
+        """
+        missed: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = await self.request(
+                "POST", "/v1/sync", json={"positions": positions, "cursor": cursor, "limit": limit}
+            )
+            more = False
+            for conversation in page["conversations"]:
+                missed.extend(conversation["messages"])
+                if conversation["messages"]:
+                    positions[conversation["conversation_id"]] = conversation["messages"][-1]["seq"]
+                more = more or conversation["has_more"]
+            for removed in page["removed"]:
+                positions.pop(removed, None)
+            cursor = page["next_cursor"]
+            if cursor is None and not more:
+                return missed
+
     async def next_message(self, timeout: float = 10.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.messages.get(), timeout)
 
@@ -289,3 +394,9 @@ class ParleyClient(AccountMethods):
 
     async def _on_session_revoked(self, data: Any) -> None:
         await self.events.put((SESSION_REVOKED, data))
+
+    def _on_event(self, name: str) -> Callable[[Any], Awaitable[None]]:
+        async def handler(data: Any) -> None:
+            await self.events.put((name, data))
+
+        return handler

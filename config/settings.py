@@ -183,6 +183,9 @@ class RealtimeSettings(_Section):
 class ChatSettings(_Section):
     max_text_chars: Annotated[int, Field(ge=1, le=100_000)] = 4000
     history_page_max: Annotated[int, Field(ge=1, le=1000)] = 100
+    max_group_members: Annotated[int, Field(ge=2, le=100_000)] = 1000
+    # Seconds a "typing" indicator lasts unless renewed.
+    typing_ttl: Annotated[int, Field(ge=1, le=60)] = 5
 
 
 class LogSettings(_Section):

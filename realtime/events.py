@@ -8,9 +8,16 @@ from typing import Final
 
 # client -> server
 MESSAGE_SEND: Final = "message:send"
+MESSAGE_EDIT: Final = "message:edit"
+MESSAGE_DELETE: Final = "message:delete"
+RECEIPT: Final = "receipt"
+TYPING_SEND: Final = "typing:update"
+SYNC: Final = "sync"
 
 # server -> client
 MESSAGE_NEW: Final = "message:new"
+RECEIPT_UPDATED: Final = "receipt:updated"
+TYPING: Final = "typing"
 SESSION_REVOKED: Final = "session:revoked"
 
 

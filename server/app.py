@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Any:
         devices_router,
     ):
         api.include_router(router)
-    register_chat_events(services.hub, services.chats)
+    register_chat_events(services.hub, services.messages)
     if cors_origins := split_list(settings.server.cors_origins):
         api.add_middleware(
             CORSMiddleware,

@@ -21,7 +21,9 @@ from server.auth.phone import PhoneAuthService
 from server.auth.sessions import SessionService
 from server.auth.sms import SmsSender, build_sms_sender
 from server.auth.wallets import WalletProofService
-from server.chats.service import ChatService
+from server.chats.conversations import ConversationService
+from server.chats.envelopes import EnvelopeChecker
+from server.chats.messages import MessageService
 from server.devices.service import DeviceService
 from server.metrics import HttpMetrics
 from server.users.service import UserService
@@ -45,7 +47,8 @@ class Services:
     email_auth: EmailPasswordService
     wallets: WalletProofService
     identities: IdentityService
-    chats: ChatService
+    messages: MessageService
+    conversations: ConversationService
     devices: DeviceService
     draining: bool = False
 
@@ -105,6 +108,7 @@ def build_services(settings: Settings) -> Services:
     )
     phone_auth = PhoneAuthService(auth, kv, sms, keys.server_secret, users, sessions)
     wallets = WalletProofService(auth, public_url)
+    messages = MessageService(settings.chat, hub, EnvelopeChecker())
     return Services(
         settings=settings,
         registry=registry,
@@ -121,6 +125,7 @@ def build_services(settings: Settings) -> Services:
         email_auth=EmailPasswordService(auth, public_url, kv, mailer, passwords, sessions),
         wallets=wallets,
         identities=IdentityService(users, sessions, wallets, phone_auth),
-        chats=ChatService(settings.chat, users, hub),
+        messages=messages,
+        conversations=ConversationService(settings.chat, users, messages),
         devices=DeviceService(keys.ca_private_key),
     )

@@ -186,6 +186,9 @@ class Conversation(Model):
     # pair and mode (like a cloud chat and a secret chat between two people).
     direct_key = fields.CharField(max_length=100, unique=True, null=True)
     title = fields.CharField(max_length=128, default="")
+    topic = fields.CharField(max_length=512, default="")
+    # A media id (the media store keeps the image); None for no avatar.
+    avatar_media_id = fields.UUIDField(null=True)
     # Highest seq handed out; the next message takes last_seq + 1.
     last_seq = fields.BigIntField(default=0)
     created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
@@ -213,6 +216,9 @@ class Member(Model):
     # owner | admin | member
     role = fields.CharField(max_length=16, default="member")
     joined_at = fields.DatetimeField(auto_now_add=True)
+    # Highest seq this member's devices have received and read (receipts, unread counts).
+    delivered_seq = fields.BigIntField(default=0)
+    read_seq = fields.BigIntField(default=0)
 
     class Meta:
         table = "conversation_members"
@@ -233,7 +239,7 @@ class Message(Model):
     )
     sender_id: uuid.UUID | None
     client_msg_id = fields.CharField(max_length=64)
-    # text | system (envelope and image arrive with end-to-end encryption and media)
+    # text | image (plaintext conversations), envelope (encrypted ones), system
     kind = fields.CharField(max_length=16)
     body: fields.Field[Any] = fields.JSONField()
     created_at = fields.DatetimeField(auto_now_add=True)

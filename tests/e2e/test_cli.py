@@ -114,7 +114,7 @@ async def test_two_workers_share_redis(tmp_path: Path, cluster_env: dict[str, st
     try:
         clients = [await signed_in_client(node, f"w{i}") for i in range(4)]
         try:
-            conversation = await clients[0].open_direct(clients[1].user_id or "")
+            conversation = await clients[0].open_direct(clients[1].user_id or "", mode="plaintext")
             ack = await clients[0].send_text(conversation["id"], "through a worker")
             assert (await clients[1].next_message())["id"] == ack["id"]
         finally:

@@ -110,7 +110,7 @@ async def _js_sends_python_receives(node: ServerProcess, transport: str) -> None
     alice = await signed_in_client(node, "alice", connect=False)
     bob = await signed_in_client(node, "bob")
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         result = await run_js(
             node.url, alice.access_token or "", conversation["id"], "send", transport
         )
@@ -152,7 +152,7 @@ async def test_js_client_receives_from_python_client(sqlite_node: ServerProcess)
     bob = await signed_in_client(sqlite_node, "bob")
     proc: asyncio.subprocess.Process | None = None
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         proc = await start_js(
             sqlite_node.url, alice.access_token or "", conversation["id"], "receive"
         )
@@ -180,7 +180,7 @@ async def test_js_client_bad_token_gets_connect_error(sqlite_node: ServerProcess
     alice = await signed_in_client(sqlite_node, "alice", connect=False)
     bob = await signed_in_client(sqlite_node, "bob", connect=False)
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         for transport in ("websocket", "polling"):
             result = await run_js(
                 sqlite_node.url, "not.a.token", conversation["id"], "refused", transport

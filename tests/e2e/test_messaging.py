@@ -18,9 +18,9 @@ async def test_two_users_exchange_a_message(sqlite_node: ServerProcess) -> None:
     alice = await signed_in_client(sqlite_node, "alice")
     bob = await signed_in_client(sqlite_node, "bob")
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         assert {m["user_id"] for m in conversation["members"]} == {alice.user_id, bob.user_id}
-        again = await bob.open_direct(alice.user_id or "")
+        again = await bob.open_direct(alice.user_id or "", mode="plaintext")
         assert again["id"] == conversation["id"], "one direct conversation per pair"
 
         ack = await alice.send_text(conversation["id"], "hello bob")
@@ -51,7 +51,7 @@ async def test_resend_with_same_client_msg_id_is_not_delivered_twice(
     alice = await signed_in_client(sqlite_node, "alice")
     bob = await signed_in_client(sqlite_node, "bob")
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         first = await alice.send_text(conversation["id"], "once", client_msg_id="m-1")
         second = await alice.send_text(conversation["id"], "once", client_msg_id="m-1")
         assert first == second
@@ -70,7 +70,7 @@ async def test_history_pages_both_ways(sqlite_node: ServerProcess) -> None:
     alice = await signed_in_client(sqlite_node, "alice", connect=False)
     bob = await signed_in_client(sqlite_node, "bob", connect=False)
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         for i in range(7):
             await alice.request(
                 "POST",
@@ -100,7 +100,7 @@ async def test_outsider_can_neither_send_nor_read(sqlite_node: ServerProcess) ->
     bob = await signed_in_client(sqlite_node, "bob")
     eve = await signed_in_client(sqlite_node, "eve")
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         with pytest.raises(ParleyApiError) as socket_error:
             await eve.send_text(conversation["id"], "let me in")
         assert socket_error.value.code == "conversation_not_found"
@@ -128,7 +128,7 @@ async def test_bad_socket_payloads_get_error_acks_and_hurt_nobody(
     alice = await signed_in_client(sqlite_node, "alice")
     bob = await signed_in_client(sqlite_node, "bob")
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         cid = conversation["id"]
         good = {"conversation_id": cid, "client_msg_id": "x", "body": {"text": "hi"}}
         cases = {
@@ -166,7 +166,7 @@ async def test_oversize_socket_frame_drops_only_that_client(sqlite_node: ServerP
     bob = await signed_in_client(sqlite_node, "bob")
     mallory = await signed_in_client(sqlite_node, "mallory")
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         huge = {
             "conversation_id": conversation["id"],
             "client_msg_id": "big",

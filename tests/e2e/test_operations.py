@@ -25,7 +25,7 @@ async def test_metrics_count_sockets_events_and_requests(sqlite_node: ServerProc
     alice = await signed_in_client(sqlite_node, "alice")
     bob = await signed_in_client(sqlite_node, "bob")
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         await alice.send_text(conversation["id"], "count me")
         async with httpx.AsyncClient(base_url=sqlite_node.url) as http:
             text = (await http.get("/metrics")).text

@@ -43,7 +43,7 @@ async def test_client_reconnects_after_restart_and_catches_up(
     alice = await signed_in_client(node, "alice")
     bob = await signed_in_client(node, "bob", transports=[transport])
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         before = await alice.send_text(conversation["id"], "before restart")
         assert (await bob.next_message())["id"] == before["id"]
         refresh_before = bob.refresh_token

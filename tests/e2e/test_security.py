@@ -84,7 +84,7 @@ async def test_nul_in_message_text_is_refused_on_postgres(
     alice = await signed_in_client(node, "alice")
     bob = await signed_in_client(node, "bob", connect=False)
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         with pytest.raises(ParleyApiError) as ack_error:
             await alice.send_text(conversation["id"], "x\u0000y")
         assert ack_error.value.code == "invalid_request"
@@ -115,7 +115,7 @@ async def test_stolen_refresh_token_reuse_kicks_the_thief_everywhere(
         thief.refresh_token, thief.access_token, thief.access_expires_at = stolen, None, 0
         await thief.refresh()  # the thief rotates first
         await thief.connect()
-        conversation = await thief.open_direct(bob.user_id or "")
+        conversation = await thief.open_direct(bob.user_id or "", mode="plaintext")
         with pytest.raises(ParleyApiError) as reuse:
             await victim.refresh()  # the victim's refresh reveals the theft
         assert reuse.value.code == "refresh_token_reused"
@@ -142,7 +142,7 @@ async def test_clients_cannot_fake_lifecycle_events(sqlite_node: ServerProcess) 
     alice = await signed_in_client(sqlite_node, "alice")
     bob = await signed_in_client(sqlite_node, "bob")
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         for _ in range(20):
             await alice.sio.emit("connect", {"token": bob.access_token})
         await alice.sio.emit("disconnect", "client namespace disconnect")

@@ -18,7 +18,7 @@ async def test_message_crosses_nodes_and_history_shows_it_once(
     alice = await signed_in_client(node1, "alice")
     bob = await signed_in_client(node2, "bob")
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         ack = await alice.send_text(conversation["id"], "across the cluster")
         received = await bob.next_message(timeout=10)
         assert received["id"] == ack["id"] and received["body"]["text"] == "across the cluster"
@@ -72,7 +72,7 @@ async def test_concurrent_senders_on_two_nodes_get_gap_free_seqs(
     alice = await signed_in_client(node1, "alice")
     bob = await signed_in_client(node2, "bob")
     try:
-        conversation = await alice.open_direct(bob.user_id or "")
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
         sends = [alice.send_text(conversation["id"], f"a{i}") for i in range(20)]
         sends += [bob.send_text(conversation["id"], f"b{i}") for i in range(20)]
         acks = await asyncio.gather(*sends)

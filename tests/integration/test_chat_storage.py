@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from config.errors import InvalidRequestError, NotFoundError
 from config.settings import ChatSettings, DatabaseSettings
-from server.chats.schemas import TextBody
-from server.chats.service import ChatService
+from server.chats.conversations import ConversationService
+from server.chats.envelopes import EnvelopeChecker
+from server.chats.messages import MessageService
 from server.users.service import UserService
 from storage.models import Message
 from tests.support.phones import fresh_phone
+
+
+@dataclass
+class Chat:
+    conversations: ConversationService
+    messages: MessageService
 
 
 class RecordingEmitter:
@@ -30,79 +38,85 @@ async def _user(users: UserService, name: str) -> str:
 
 
 @pytest.fixture
-async def chats(db: DatabaseSettings) -> tuple[ChatService, UserService, RecordingEmitter]:
+async def chats(db: DatabaseSettings) -> tuple[Chat, UserService, RecordingEmitter]:
     users = UserService()
     emitter = RecordingEmitter()
-    return ChatService(ChatSettings(max_text_chars=100), users, emitter), users, emitter
+    settings = ChatSettings(max_text_chars=100)
+    messages = MessageService(settings, emitter, EnvelopeChecker())
+    return Chat(ConversationService(settings, users, messages), messages), users, emitter
 
 
 async def test_concurrent_sends_get_gap_free_seqs(
-    chats: tuple[ChatService, UserService, RecordingEmitter],
+    chats: tuple[Chat, UserService, RecordingEmitter],
 ) -> None:
     """30 concurrent sends get seqs 1..30 exactly once, each fanned out to both members."""
     service, users, emitter = chats
     a, b = await _user(users, "a"), await _user(users, "b")
-    conversation = await service.open_direct(a, b)
+    conversation = await service.conversations.open_direct(a, b, "plaintext")
     results = await asyncio.gather(
         *(
-            service.send_message(a, conversation.id, f"c{i}", "text", TextBody(text=f"m{i}"))
+            service.messages.send(a, conversation.id, f"c{i}", "text", {"text": f"m{i}"})
             for i in range(30)
         )
     )
     assert sorted(m.seq for m in results) == list(range(1, 31))
     assert len(emitter.emits) == 30
     assert all(sorted(e[2]) == sorted([a, b]) for e in emitter.emits)
-    assert (await service.get_conversation(b, conversation.id)).last_seq == 30
+    assert (await service.conversations.get(b, conversation.id)).last_seq == 30
 
 
 async def test_same_client_msg_id_stored_once(
-    chats: tuple[ChatService, UserService, RecordingEmitter],
+    chats: tuple[Chat, UserService, RecordingEmitter],
 ) -> None:
     """Ten concurrent sends with one client_msg_id store one message and fan out once."""
     service, users, emitter = chats
     a, b = await _user(users, "a"), await _user(users, "b")
-    conversation = await service.open_direct(a, b)
+    conversation = await service.conversations.open_direct(a, b, "plaintext")
     results = await asyncio.gather(
         *(
-            service.send_message(a, conversation.id, "same", "text", TextBody(text="x"))
+            service.messages.send(a, conversation.id, "same", "text", {"text": "x"})
             for _ in range(10)
         )
     )
     assert {m.id for m in results} == {results[0].id}
     assert await Message.filter(conversation_id=conversation.id).count() == 1
     assert len(emitter.emits) == 1
-    nxt = await service.send_message(a, conversation.id, "next", "text", TextBody(text="y"))
+    nxt = await service.messages.send(a, conversation.id, "next", "text", {"text": "y"})
     assert nxt.seq == 2, "a deduplicated resend leaves no gap"
 
 
 async def test_one_direct_conversation_per_pair(
-    chats: tuple[ChatService, UserService, RecordingEmitter],
+    chats: tuple[Chat, UserService, RecordingEmitter],
 ) -> None:
     """Both people opening their direct chat at once get the same conversation."""
     service, users, _ = chats
     a, b = await _user(users, "a"), await _user(users, "b")
     opened = await asyncio.gather(
-        *(service.open_direct(a, b) for _ in range(5)),
-        *(service.open_direct(b, a) for _ in range(5)),
+        *(service.conversations.open_direct(a, b, "plaintext") for _ in range(5)),
+        *(service.conversations.open_direct(b, a, "plaintext") for _ in range(5)),
     )
     assert len({c.id for c in opened}) == 1
 
 
-async def test_rules_of_the_door(chats: tuple[ChatService, UserService, RecordingEmitter]) -> None:
+async def test_rules_of_the_door(chats: tuple[Chat, UserService, RecordingEmitter]) -> None:
     """Self-chats, unknown users, outsiders and oversize text are refused without writing."""
     service, users, emitter = chats
     a, b, eve = await _user(users, "a"), await _user(users, "b"), await _user(users, "eve")
     with pytest.raises(InvalidRequestError):
-        await service.open_direct(a, a)
+        await service.conversations.open_direct(a, a, "plaintext")
     with pytest.raises(NotFoundError):
-        await service.open_direct(a, "00000000-0000-4000-8000-000000000000")
-    conversation = await service.open_direct(a, b)
+        await service.conversations.open_direct(
+            a, "00000000-0000-4000-8000-000000000000", "plaintext"
+        )
+    conversation = await service.conversations.open_direct(a, b, "plaintext")
     with pytest.raises(NotFoundError):
-        await service.send_message(eve, conversation.id, "x", "text", TextBody(text="hi"))
+        await service.messages.send(eve, conversation.id, "x", "text", {"text": "hi"})
     with pytest.raises(NotFoundError):
-        await service.history(eve, conversation.id, before_seq=None, after_seq=None, limit=10)
+        await service.messages.history(
+            eve, conversation.id, before_seq=None, after_seq=None, limit=10
+        )
     with pytest.raises(InvalidRequestError):
-        await service.send_message(a, conversation.id, "y", "text", TextBody(text="z" * 101))
+        await service.messages.send(a, conversation.id, "y", "text", {"text": "z" * 101})
     assert await Message.filter(conversation_id=conversation.id).count() == 0
     assert emitter.emits == []
 

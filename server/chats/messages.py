@@ -1,0 +1,380 @@
+"""Messages: the send path, edits and deletes, history, sync, receipts, typing.
+
+Every change in a conversation is a message with the next gap-free ``seq``:
+text, image and envelope messages, membership changes (``system``), and edits
+and deletes (``edit``/``delete`` messages that name their target and also
+update it). So a client that has everything up to ``seq`` N and fetches
+``after_seq=N`` sees every change, in order, exactly once.
+
+Send: check membership and limits, persist (seq assigned in the same
+transaction), acknowledge, then fan ``message:new`` out to every member's user
+room. Nothing is acknowledged before it is durable; a resend with the same
+``client_msg_id`` returns the stored message and is not delivered again.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from config.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
+from config.settings import ChatSettings
+from realtime.events import MESSAGE_NEW, RECEIPT_UPDATED, TYPING
+from server.chats.access import Membership, require_member
+from server.chats.envelopes import EnvelopeChecker
+from server.chats.schemas import (
+    ConversationSync,
+    MessageOut,
+    MessagePage,
+    ReceiptOut,
+    SyncPage,
+)
+from storage.models import Conversation, Member, Message
+
+log = logging.getLogger(__name__)
+
+USER_KINDS = {"text", "image", "envelope"}
+
+
+class Emitter(Protocol):
+    async def emit_to_users(self, event: str, data: Any, user_ids: list[str]) -> None: ...
+
+
+class MessageNotFoundError(NotFoundError):
+    code = "message_not_found"
+
+
+def message_out(message: Message) -> MessageOut:
+    return MessageOut(
+        id=str(message.id),
+        conversation_id=str(message.conversation_id),
+        seq=message.seq,
+        sender_id=str(message.sender_id) if message.sender_id else None,
+        client_msg_id=message.client_msg_id,
+        kind=message.kind,
+        body=message.body,
+        created_at=message.created_at,
+        edited_at=message.edited_at,
+        deleted_at=message.deleted_at,
+    )
+
+
+class MessageService:
+    def __init__(
+        self, settings: ChatSettings, emitter: Emitter, envelopes: EnvelopeChecker
+    ) -> None:
+        self._settings = settings
+        self._emitter = emitter
+        self._envelopes = envelopes
+
+    # -- the send path --------------------------------------------------------
+
+    async def send(
+        self,
+        user_id: str,
+        conversation_id: str,
+        client_msg_id: str,
+        kind: str,
+        body: dict[str, Any],
+    ) -> MessageOut:
+        membership = await require_member(user_id, conversation_id)
+        existing = await Message.get_or_none(
+            conversation_id=conversation_id, sender_id=user_id, client_msg_id=client_msg_id
+        )
+        if existing is not None:
+            return message_out(existing)
+        await self._check_body(membership, user_id, client_msg_id, kind, body)
+        return await self.append(
+            conversation_id,
+            sender_id=user_id,
+            client_msg_id=client_msg_id,
+            kind=kind,
+            body=body,
+        )
+
+    async def append(
+        self,
+        conversation_id: str,
+        *,
+        sender_id: str | None,
+        client_msg_id: str,
+        kind: str,
+        body: dict[str, Any],
+        notify: list[str] | None = None,
+        update: tuple[str, dict[str, Any]] | None = None,
+    ) -> MessageOut:
+        """Store a message with the next seq (and apply ``update`` to its target), then fan out.
+
+        ``notify`` adds users outside the membership (a removed member learns of it).
+        """
+        try:
+            async with in_transaction():
+                # The UPDATE holds the conversation's row lock until commit, so
+                # seqs are handed out one at a time and a rollback leaves no gap.
+                await Conversation.filter(id=conversation_id).update(last_seq=F("last_seq") + 1)
+                seqs = await Conversation.filter(id=conversation_id).values_list(
+                    "last_seq", flat=True
+                )
+                message = await Message.create(
+                    conversation_id=conversation_id,
+                    seq=seqs[0],
+                    sender_id=sender_id,
+                    client_msg_id=client_msg_id,
+                    kind=kind,
+                    body=body,
+                )
+                if update is not None:
+                    target_id, changes = update
+                    await Message.filter(id=target_id).update(**changes)
+        except IntegrityError:
+            # The same client_msg_id raced in on another socket or node.
+            existing = await Message.get_or_none(
+                conversation_id=conversation_id, sender_id=sender_id, client_msg_id=client_msg_id
+            )
+            if existing is None:
+                raise
+            return message_out(existing)
+        out = message_out(message)
+        await self._fan_out(conversation_id, out, notify or [])
+        return out
+
+    async def _check_body(
+        self,
+        membership: Membership,
+        user_id: str,
+        client_msg_id: str,
+        kind: str,
+        body: dict[str, Any],
+    ) -> None:
+        mode = membership.conversation.mode
+        if kind == "envelope":
+            if mode != "encrypted":
+                raise InvalidRequestError(
+                    "kind: envelopes go to encrypted conversations; send text here",
+                    code="wrong_mode",
+                )
+            await self._envelopes.check(
+                body,
+                conversation_id=str(membership.conversation.id),
+                sender_id=user_id,
+                client_msg_id=client_msg_id,
+            )
+            return
+        if mode == "encrypted":
+            raise InvalidRequestError(
+                f"kind: {kind} messages would be plaintext; this conversation is encrypted",
+                code="wrong_mode",
+            )
+        text = body.get("text") if kind == "text" else body.get("caption", "")
+        if isinstance(text, str) and len(text) > self._settings.max_text_chars:
+            raise InvalidRequestError(
+                f"body: longer than {self._settings.max_text_chars} characters",
+                code="message_too_large",
+            )
+
+    # -- edits and deletes ----------------------------------------------------
+
+    async def edit(
+        self,
+        user_id: str,
+        conversation_id: str,
+        message_id: str,
+        client_msg_id: str,
+        body: dict[str, Any],
+    ) -> MessageOut:
+        """Replace a message's body (its sender only); an ``edit`` message records it."""
+        membership = await require_member(user_id, conversation_id)
+        target = await self._target(conversation_id, message_id)
+        if target.sender_id is None or str(target.sender_id) != user_id:
+            raise PermissionDeniedError("only the sender may edit a message", code="not_allowed")
+        if target.deleted_at is not None:
+            raise ConflictError("the message was deleted", code="message_deleted")
+        await self._check_body(membership, user_id, client_msg_id, target.kind, body)
+        now = datetime.now(UTC)
+        return await self.append(
+            conversation_id,
+            sender_id=user_id,
+            client_msg_id=client_msg_id,
+            kind="edit",
+            body={"target": message_id, "kind": target.kind, "body": body},
+            update=(message_id, {"body": body, "edited_at": now}),
+        )
+
+    async def delete(
+        self, user_id: str, conversation_id: str, message_id: str, client_msg_id: str
+    ) -> MessageOut:
+        """Tombstone a message (by its sender, an admin or the owner), recorded as ``delete``."""
+        membership = await require_member(user_id, conversation_id)
+        target = await self._target(conversation_id, message_id)
+        own = target.sender_id is not None and str(target.sender_id) == user_id
+        if not own and membership.role not in {"admin", "owner"}:
+            raise PermissionDeniedError(
+                "only the sender or an admin may delete a message", code="not_allowed"
+            )
+        if target.deleted_at is not None:
+            raise ConflictError("the message was already deleted", code="message_deleted")
+        return await self.append(
+            conversation_id,
+            sender_id=user_id,
+            client_msg_id=client_msg_id,
+            kind="delete",
+            body={"target": message_id},
+            update=(message_id, {"body": {}, "deleted_at": datetime.now(UTC)}),
+        )
+
+    async def _target(self, conversation_id: str, message_id: str) -> Message:
+        target = await Message.get_or_none(id=message_id, conversation_id=conversation_id)
+        if target is None or target.kind not in USER_KINDS:
+            raise MessageNotFoundError("no such message in this conversation")
+        return target
+
+    # -- reading --------------------------------------------------------------
+
+    async def history(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        before_seq: int | None,
+        after_seq: int | None,
+        limit: int,
+    ) -> MessagePage:
+        """A page of messages, ascending; newest first page when no bound is given."""
+        await require_member(user_id, conversation_id)
+        if before_seq is not None and after_seq is not None:
+            raise InvalidRequestError("give before_seq or after_seq, not both")
+        return await self._page(conversation_id, before_seq, after_seq, limit)
+
+    async def _page(
+        self, conversation_id: str, before_seq: int | None, after_seq: int | None, limit: int
+    ) -> MessagePage:
+        limit = min(limit, self._settings.history_page_max)
+        query = Message.filter(conversation_id=conversation_id)
+        if after_seq is not None:
+            rows = await query.filter(seq__gt=after_seq).order_by("seq").limit(limit + 1)
+            has_more = len(rows) > limit
+            rows = rows[:limit]
+        else:
+            if before_seq is not None:
+                query = query.filter(seq__lt=before_seq)
+            rows = await query.order_by("-seq").limit(limit + 1)
+            has_more = len(rows) > limit
+            rows = list(reversed(rows[:limit]))
+        return MessagePage(messages=[message_out(m) for m in rows], has_more=has_more)
+
+    async def sync(
+        self,
+        user_id: str,
+        positions: dict[str, int],
+        *,
+        cursor: str | None,
+        conversations_per_page: int,
+        messages_per_conversation: int,
+    ) -> SyncPage:
+        """What the client missed: for each of the user's conversations, messages after its seq.
+
+        ``positions`` maps conversation ids the client knows to the last seq it
+        holds; a conversation it does not know starts from its newest page.
+        Conversations it listed that the user is no longer in come back in
+        ``removed``. Paged over conversations (ordered by id) with ``cursor``.
+        """
+        query = (
+            Member.filter(user_id=user_id)
+            .select_related("conversation")
+            .order_by("conversation_id")
+        )
+        if cursor is not None:
+            query = query.filter(conversation_id__gt=cursor)
+        memberships = await query.limit(conversations_per_page + 1)
+        page = memberships[:conversations_per_page]
+        out: list[ConversationSync] = []
+        for member in page:
+            conversation = member.conversation
+            cid = str(conversation.id)
+            known = positions.get(cid)
+            if known is not None and known >= conversation.last_seq:
+                continue
+            messages = await self._page(cid, None, known, messages_per_conversation)
+            out.append(
+                ConversationSync(
+                    conversation_id=cid,
+                    last_seq=conversation.last_seq,
+                    read_seq=member.read_seq,
+                    messages=messages.messages,
+                    has_more=messages.has_more,
+                )
+            )
+        removed: list[str] = []
+        if cursor is None and positions:
+            still = {
+                str(c)
+                for c in await Member.filter(
+                    user_id=user_id, conversation_id__in=list(positions)
+                ).values_list("conversation_id", flat=True)
+            }
+            removed = sorted(set(positions) - still)
+        next_cursor = str(page[-1].conversation_id) if len(memberships) > len(page) else None
+        return SyncPage(conversations=out, removed=removed, next_cursor=next_cursor)
+
+    # -- receipts and typing --------------------------------------------------
+
+    async def receipt(self, user_id: str, conversation_id: str, seq: int, kind: str) -> ReceiptOut:
+        """Move this member's delivered or read mark forward (never back) and tell the others."""
+        membership = await require_member(user_id, conversation_id)
+        last_seq = membership.conversation.last_seq
+        if seq > last_seq:
+            raise InvalidRequestError(f"seq: the conversation has only {last_seq} messages")
+        field = "read_seq" if kind == "read" else "delivered_seq"
+        changes: dict[str, Any] = {field: seq}
+        if kind == "read":
+            changes["delivered_seq"] = seq  # what was read was delivered
+            await Member.filter(id=membership.member_id, delivered_seq__lt=seq).update(
+                delivered_seq=seq
+            )
+        await Member.filter(id=membership.member_id, **{f"{field}__lt": seq}).update(**{field: seq})
+        member = await Member.get(id=membership.member_id)
+        receipt = ReceiptOut(
+            conversation_id=conversation_id,
+            user_id=user_id,
+            delivered_seq=member.delivered_seq,
+            read_seq=member.read_seq,
+        )
+        await self._emitter.emit_to_users(
+            RECEIPT_UPDATED, receipt.model_dump(mode="json"), membership.member_ids
+        )
+        return receipt
+
+    async def typing(self, user_id: str, conversation_id: str, state: str) -> None:
+        """Tell the other members someone is typing; clients expire it after ``typing_ttl``."""
+        membership = await require_member(user_id, conversation_id)
+        others = [m for m in membership.member_ids if m != user_id]
+        await self._emitter.emit_to_users(
+            TYPING,
+            {
+                "conversation_id": conversation_id,
+                "user_id": user_id,
+                "state": state,
+                "expires_in": self._settings.typing_ttl,
+            },
+            others,
+        )
+
+    # -- fan-out --------------------------------------------------------------
+
+    async def _fan_out(self, conversation_id: str, message: MessageOut, extra: list[str]) -> None:
+        member_ids = await Member.filter(conversation_id=conversation_id).values_list(
+            "user_id", flat=True
+        )
+        recipients = [str(m) for m in member_ids] + extra
+        try:
+            await self._emitter.emit_to_users(
+                MESSAGE_NEW, message.model_dump(mode="json"), recipients
+            )
+        except Exception:
+            # The message is durable and acked; clients fill the gap on sync.
+            log.exception("fan-out of message %s failed", message.id)
