@@ -24,6 +24,7 @@ import httpx
 import socketio
 
 from client.account import AccountMethods
+from client.e2ee import E2EEMethods
 
 MESSAGE_SEND = "message:send"
 MESSAGE_EDIT = "message:edit"
@@ -34,6 +35,7 @@ MESSAGE_NEW = "message:new"
 RECEIPT_UPDATED = "receipt:updated"
 TYPING = "typing"
 SESSION_REVOKED = "session:revoked"
+KEYS_CHANGED = "keys:changed"
 
 # Refresh the access token when less than this many seconds remain.
 _REFRESH_MARGIN = 60
@@ -49,7 +51,7 @@ class ParleyApiError(Exception):
         self.message = message
 
 
-class ParleyClient(AccountMethods):
+class ParleyClient(AccountMethods, E2EEMethods):
     def __init__(
         self,
         base_url: str,
@@ -73,6 +75,7 @@ class ParleyClient(AccountMethods):
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.connect_errors: list[Any] = []
         self._refresh_lock = asyncio.Lock()
+        self._e2ee_init()
         self.sio = socketio.AsyncClient(
             reconnection=True,
             reconnection_delay=reconnection_delay,
@@ -87,6 +90,7 @@ class ParleyClient(AccountMethods):
         self.sio.on(SESSION_REVOKED, self._on_session_revoked)
         self.sio.on(RECEIPT_UPDATED, self._on_event(RECEIPT_UPDATED))
         self.sio.on(TYPING, self._on_event(TYPING))
+        self.sio.on(KEYS_CHANGED, self._on_keys_changed)
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -394,6 +398,11 @@ class ParleyClient(AccountMethods):
 
     async def _on_session_revoked(self, data: Any) -> None:
         await self.events.put((SESSION_REVOKED, data))
+
+    async def _on_keys_changed(self, data: Any) -> None:
+        if isinstance(data, dict):
+            self.forget_keys(str(data.get("user_id")))
+        await self.events.put((KEYS_CHANGED, data))
 
     def _on_event(self, name: str) -> Callable[[Any], Awaitable[None]]:
         async def handler(data: Any) -> None:

@@ -36,8 +36,9 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     workers: Annotated[int, Field(ge=1, le=64)] = 1
-    # Largest HTTP request body accepted by JSON endpoints (uploads have their own limit).
-    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    # Largest HTTP request body accepted by JSON endpoints (uploads have their own
+    # limit); like a socket frame, it must hold an encrypted message's envelope.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
     # Proxies whose X-Forwarded-For is believed (comma-separated IPs, or "*").
     forwarded_allow_ips: str = "127.0.0.1"
     # Browser origins allowed to call the HTTP API, comma-separated ("" = none, "*" = any).
@@ -184,6 +185,9 @@ class ChatSettings(_Section):
     max_text_chars: Annotated[int, Field(ge=1, le=100_000)] = 4000
     history_page_max: Annotated[int, Field(ge=1, le=1000)] = 100
     max_group_members: Annotated[int, Field(ge=2, le=100_000)] = 1000
+    # An envelope wraps its key once per member device (at most 1,000 devices,
+    # up to 20 per user), so encrypted groups are smaller.
+    max_encrypted_group_members: Annotated[int, Field(ge=2, le=1000)] = 50
     # Seconds a "typing" indicator lasts unless renewed.
     typing_ttl: Annotated[int, Field(ge=1, le=60)] = 5
 

@@ -19,6 +19,7 @@ MESSAGE_NEW: Final = "message:new"
 RECEIPT_UPDATED: Final = "receipt:updated"
 TYPING: Final = "typing"
 SESSION_REVOKED: Final = "session:revoked"
+KEYS_CHANGED: Final = "keys:changed"
 
 
 def user_room(user_id: str) -> str:

@@ -127,5 +127,5 @@ def build_services(settings: Settings) -> Services:
         identities=IdentityService(users, sessions, wallets, phone_auth),
         messages=messages,
         conversations=ConversationService(settings.chat, users, messages),
-        devices=DeviceService(keys.ca_private_key),
+        devices=DeviceService(keys.ca_private_key, hub),
     )

@@ -71,11 +71,7 @@ class ConversationService:
     ) -> ConversationOut:
         """A group owned by its creator, with the given members."""
         others = sorted(set(member_ids) - {user_id})
-        if len(others) + 1 > self._settings.max_group_members:
-            raise InvalidRequestError(
-                f"member_ids: a group has at most {self._settings.max_group_members} members",
-                code="too_many_members",
-            )
+        self._check_size(mode, len(others) + 1)
         await self._require_users(others)
         async with in_transaction():
             conversation = await Conversation.create(
@@ -149,11 +145,7 @@ class ConversationService:
         new = sorted(set(member_ids) - set(membership.member_ids))
         if not new:
             return await self._out(membership.conversation, me_user=user_id)
-        if len(membership.member_ids) + len(new) > self._settings.max_group_members:
-            raise InvalidRequestError(
-                f"member_ids: a group has at most {self._settings.max_group_members} members",
-                code="too_many_members",
-            )
+        self._check_size(membership.conversation.mode, len(membership.member_ids) + len(new))
         await self._require_users(new)
         try:
             await Member.bulk_create(
@@ -222,6 +214,19 @@ class ConversationService:
         )
 
     # -- helpers --------------------------------------------------------------
+
+    def _check_size(self, mode: str, size: int) -> None:
+        limit = (
+            self._settings.max_encrypted_group_members
+            if mode == "encrypted"
+            else self._settings.max_group_members
+        )
+        if size > limit:
+            raise InvalidRequestError(
+                f"member_ids: a{'n encrypted' if mode == 'encrypted' else ''} group has at most "
+                f"{limit} members",
+                code="too_many_members",
+            )
 
     async def _group_member(self, user_id: str, conversation_id: str) -> Membership:
         membership = await require_member(user_id, conversation_id)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
+from config.errors import InvalidRequestError
+from server.chats.access import parse_id
 from server.deps import PrincipalDep, ServicesDep
-from server.devices.schemas import CaOut, DeviceList, DeviceOut, RegisterDeviceRequest
+from server.devices.schemas import (
+    CaOut,
+    DeviceList,
+    DeviceOut,
+    RegisterDeviceRequest,
+    UserKeysList,
+)
 
 router = APIRouter(prefix="/v1", tags=["devices"])
 
@@ -31,6 +40,22 @@ async def register_device(
         agreement_key=body.agreement_key,
         proof=body.proof,
     )
+
+
+@router.get("/keys", response_model=UserKeysList)
+async def get_keys(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    user_ids: Annotated[str, Query(max_length=100 * 37, description="Comma-separated, up to 100")],
+    include_revoked: bool = False,
+) -> UserKeysList:
+    """The device keys (and certificates) of users: what a sender encrypts to."""
+    ids = [i for i in user_ids.split(",") if i]
+    if not 1 <= len(ids) <= 100:
+        raise InvalidRequestError("user_ids: give 1 to 100 comma-separated ids")
+    for uid in ids:
+        parse_id(uid, "user_ids")
+    return await services.devices.keys_of(ids, include_revoked=include_revoked)
 
 
 @router.get("/devices", response_model=DeviceList)

@@ -89,3 +89,17 @@ class DeviceOut(BaseModel):
 
 class DeviceList(BaseModel):
     devices: list[DeviceOut] = Field(description="Active (not revoked) devices, oldest first")
+
+
+class DirectoryDevice(DeviceOut):
+    revoked: bool = Field(description="Revoked devices are listed only on request")
+
+
+class UserKeys(BaseModel):
+    user_id: str
+    code: str
+    devices: list[DirectoryDevice]
+
+
+class UserKeysList(BaseModel):
+    users: list[UserKeys] = Field(description="Users that exist, by id; unknown ids are left out")

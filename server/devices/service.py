@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from config.errors import ConflictError, NotFoundError
@@ -26,9 +27,18 @@ from crypto.devices import (
     verify_device_proof,
 )
 from crypto.tokens import key_id, raw_public_key
-from server.devices.schemas import CaOut, CertificateOut, DeviceList, DeviceOut
+from realtime.events import KEYS_CHANGED
+from server.devices.schemas import (
+    CaOut,
+    CertificateOut,
+    DeviceList,
+    DeviceOut,
+    DirectoryDevice,
+    UserKeys,
+    UserKeysList,
+)
 from server.users.service import UserNotFoundError
-from storage.models import Device, User
+from storage.models import Device, Member, User
 
 # Every sender wraps the content key once per recipient device (section 6), so
 # this bounds the size of an envelope to one user; 20 covers phones, tablets,
@@ -37,6 +47,10 @@ MAX_ACTIVE_DEVICES: Final = 20
 
 # "parley-ca-v1": the name of the layout crypto.ca signs, taken from its tag.
 CA_PAYLOAD_FORMAT: Final = PAYLOAD_TAG.rstrip(b"\x00").decode("ascii")
+
+
+class Emitter(Protocol):
+    async def emit_to_users(self, event: str, data: Any, user_ids: list[str]) -> None: ...
 
 
 class DeviceNotFoundError(NotFoundError):
@@ -75,8 +89,9 @@ def device_out(code: str, device: Device) -> DeviceOut:
 class DeviceService:
     """Registers, lists and revokes a user's devices; signs their certificates as the CA."""
 
-    def __init__(self, ca_private_key: Ed25519PrivateKey) -> None:
+    def __init__(self, ca_private_key: Ed25519PrivateKey, emitter: Emitter | None = None) -> None:
         self._ca_key = ca_private_key
+        self._emitter = emitter
         public = ca_private_key.public_key()
         self._ca = CaOut(
             alg=ALGORITHM,
@@ -137,6 +152,7 @@ class DeviceService:
         except IntegrityError:
             # The unique index on signing_key, when a parallel request won.
             raise DeviceKeyTakenError("signing_key: already registered to a device") from None
+        await self._announce(user_id)
         return device_out(user.code, device)
 
     async def list_devices(self, user_id: str) -> DeviceList:
@@ -160,3 +176,42 @@ class DeviceService:
         ).update(revoked_at=datetime.now(UTC))
         if not revoked and not await Device.exists(id=device_id, user_id=user_id):
             raise DeviceNotFoundError("no such device")
+        if revoked:
+            await self._announce(user_id)
+
+    async def keys_of(self, user_ids: list[str], *, include_revoked: bool) -> UserKeysList:
+        """The device keys of these users (the directory senders encrypt to)."""
+        users = {str(u.id): u for u in await User.filter(id__in=user_ids)}
+        query = Device.filter(user_id__in=list(users))
+        if not include_revoked:
+            query = query.filter(revoked_at__isnull=True)
+        by_user: dict[str, list[Device]] = {uid: [] for uid in users}
+        for device in await query.order_by("created_at", "id"):
+            by_user[str(device.user_id)].append(device)
+        return UserKeysList(
+            users=[
+                UserKeys(
+                    user_id=uid,
+                    code=users[uid].code,
+                    devices=[
+                        DirectoryDevice(
+                            **device_out(users[uid].code, d).model_dump(),
+                            revoked=d.revoked_at is not None,
+                        )
+                        for d in by_user[uid]
+                    ],
+                )
+                for uid in sorted(users)
+            ]
+        )
+
+    async def _announce(self, user_id: str) -> None:
+        """Tell the user and everyone who shares a conversation with them: keys changed."""
+        if self._emitter is None:
+            return
+        conversations = Member.filter(user_id=user_id).values_list("conversation_id", flat=True)
+        peers = await Member.filter(conversation_id__in=Subquery(conversations)).values_list(
+            "user_id", flat=True
+        )
+        audience = sorted({str(p) for p in peers} | {user_id})
+        await self._emitter.emit_to_users(KEYS_CHANGED, {"user_id": user_id}, audience)

@@ -263,7 +263,7 @@ async def test_http_bad_input_is_a_clear_4xx(sqlite_node: ServerProcess) -> None
             "/v1/auth/phone/start",
             413,
             "payload_too_large",
-            content=b"{" + b" " * 70_000 + b"}",
+            content=b"{" + b" " * 300_000 + b"}",
             headers=json_headers,
         )
         await expect(
