@@ -15,6 +15,7 @@ refreshed when it is about to expire, so a long-lived client stays signed in.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,8 @@ import socketio
 from client.account import AccountMethods
 from client.e2ee import E2EEMethods
 
+log = logging.getLogger(__name__)
+
 MESSAGE_SEND = "message:send"
 MESSAGE_EDIT = "message:edit"
 MESSAGE_DELETE = "message:delete"
@@ -36,6 +39,7 @@ RECEIPT_UPDATED = "receipt:updated"
 TYPING = "typing"
 SESSION_REVOKED = "session:revoked"
 KEYS_CHANGED = "keys:changed"
+PRESENCE_UPDATED = "presence:updated"
 
 # Refresh the access token when less than this many seconds remain.
 _REFRESH_MARGIN = 60
@@ -72,6 +76,11 @@ class ParleyClient(AccountMethods, E2EEMethods):
         self.user_id: str | None = None
         self.session_id: str | None = None
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        # Highest seq delivered per conversation, and the ids delivered (to drop repeats).
+        self.positions: dict[str, int] = {}
+        self.received_ids: set[str] = set()
+        self._ever_connected = False
+        self._catching_up: asyncio.Task[None] | None = None
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.connect_errors: list[Any] = []
         self._refresh_lock = asyncio.Lock()
@@ -91,6 +100,7 @@ class ParleyClient(AccountMethods, E2EEMethods):
         self.sio.on(RECEIPT_UPDATED, self._on_event(RECEIPT_UPDATED))
         self.sio.on(TYPING, self._on_event(TYPING))
         self.sio.on(KEYS_CHANGED, self._on_keys_changed)
+        self.sio.on(PRESENCE_UPDATED, self._on_event(PRESENCE_UPDATED))
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -347,22 +357,38 @@ class ParleyClient(AccountMethods, E2EEMethods):
         fetches only what is new.
         """
         missed: list[dict[str, Any]] = []
-        cursor: str | None = None
         while True:
-            page = await self.request(
-                "POST", "/v1/sync", json={"positions": positions, "cursor": cursor, "limit": limit}
-            )
+            cursor: str | None = None
             more = False
-            for conversation in page["conversations"]:
-                missed.extend(conversation["messages"])
-                if conversation["messages"]:
-                    positions[conversation["conversation_id"]] = conversation["messages"][-1]["seq"]
-                more = more or conversation["has_more"]
-            for removed in page["removed"]:
-                positions.pop(removed, None)
-            cursor = page["next_cursor"]
-            if cursor is None and not more:
+            while True:  # one pass over all conversations, page by page
+                page = await self.request(
+                    "POST",
+                    "/v1/sync",
+                    json={"positions": positions, "cursor": cursor, "limit": limit},
+                )
+                for conversation in page["conversations"]:
+                    messages = conversation["messages"]
+                    missed.extend(messages)
+                    cid = conversation["conversation_id"]
+                    if messages:
+                        known = cid in positions
+                        positions[cid] = messages[-1]["seq"]
+                        more = more or (known and conversation["has_more"])
+                for removed in page["removed"]:
+                    positions.pop(removed, None)
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            if not more:
                 return missed
+
+    async def next_event(self, name: str, timeout: float = 10.0) -> Any:
+        """The data of the next server event called ``name``; others are skipped."""
+        async with asyncio.timeout(timeout):
+            while True:
+                event, data = await self.events.get()
+                if event == name:
+                    return data
 
     async def next_message(self, timeout: float = 10.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.messages.get(), timeout)
@@ -372,6 +398,8 @@ class ParleyClient(AccountMethods, E2EEMethods):
         self.sio.on(event, handler)
 
     async def close(self) -> None:
+        if self._catching_up is not None and not self._catching_up.done():
+            self._catching_up.cancel()
         if self.sio.connected:
             await self.sio.disconnect()
         await self.http.aclose()
@@ -386,6 +414,33 @@ class ParleyClient(AccountMethods, E2EEMethods):
 
     async def _on_connect(self) -> None:
         self._connected.set()
+        if self._ever_connected:
+            # Fan-out is best effort: after a reconnect, fetch what was missed.
+            self._catch_up()
+        self._ever_connected = True
+
+    def _catch_up(self) -> None:
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.get_running_loop().create_task(self._sync_missed())
+
+    async def _sync_missed(self) -> None:
+        try:
+            for message in await self.sync(dict(self.positions)):
+                await self._deliver(message)
+        except Exception:
+            log.warning("catch-up sync failed", exc_info=True)
+
+    async def _deliver(self, message: dict[str, Any]) -> None:
+        """Hand a message to the app once, whichever way (live or sync) it came."""
+        message_id = message.get("id")
+        if not isinstance(message_id, str) or message_id in self.received_ids:
+            return
+        self.received_ids.add(message_id)
+        cid, seq = message.get("conversation_id"), message.get("seq")
+        if isinstance(cid, str) and isinstance(seq, int):
+            known = self.positions.get(cid)
+            self.positions[cid] = max(seq, known or 0)
+        await self.messages.put(message)
 
     async def _on_disconnect(self, reason: Any = None) -> None:
         self._connected.clear()
@@ -394,7 +449,16 @@ class ParleyClient(AccountMethods, E2EEMethods):
         self.connect_errors.append(data)
 
     async def _on_message(self, data: dict[str, Any]) -> None:
-        await self.messages.put(data)
+        cid, seq = data.get("conversation_id"), data.get("seq")
+        gap = (
+            isinstance(cid, str)
+            and isinstance(seq, int)
+            and cid in self.positions
+            and seq > self.positions[cid] + 1
+        )
+        await self._deliver(data)
+        if gap:
+            self._catch_up()  # a seq was skipped: something was lost in fan-out
 
     async def _on_session_revoked(self, data: Any) -> None:
         await self.events.put((SESSION_REVOKED, data))

@@ -176,6 +176,14 @@ class RealtimeSettings(_Section):
     max_frame_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
     # Origins allowed to open a socket, comma-separated; "" = same origin only, "*" = any.
     cors_allowed_origins: str = "*"
+    # Presence: each node refreshes its users every this many seconds; a dead
+    # node's users go offline within three of them.
+    presence_heartbeat: Annotated[float, Field(gt=0, le=300)] = 10
+    # Events a user may send per second (all their sockets, every node) and the burst.
+    events_per_second: Annotated[float, Field(gt=0, le=10_000)] = 20
+    events_burst: Annotated[int, Field(ge=1, le=100_000)] = 60
+    # Packets queued for one socket before it is dropped as a slow consumer.
+    max_pending_packets: Annotated[int, Field(ge=10, le=1_000_000)] = 2000
     # Seconds between rechecks of the sessions behind this node's sockets; a
     # revoked session's sockets are dropped at once, this bounds a lost notice.
     session_check_interval: Annotated[float, Field(gt=0, le=3600)] = 60

@@ -39,6 +39,7 @@ from config.errors import InvalidRequestError
 PROOF_TAG: Final = b"parley-device-proof-v1\x00"
 KEY_BYTES: Final = 32
 SIGNATURE_BYTES: Final = 64
+X25519_P: Final = 2**255 - 19  # the field prime of Curve25519
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -103,8 +104,26 @@ def check_signing_key(signing_key: bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(signing_key)
 
 
+def is_canonical_x25519(key: bytes) -> bool:
+    """Whether ``key`` is the canonical 32-byte encoding of an X25519 u-coordinate.
+
+    X25519 ignores the top bit and reduces u mod p (RFC 7748 section 5), so
+    a key with the top bit set, or with u in p..2**255-1, is another encoding
+    of a smaller key. Canonical: top bit clear and u < p = 2**255 - 19, i.e.
+    re-encoding the decoded value gives the same 32 bytes. WebCrypto and
+    OpenSSL only ever emit canonical keys.
+    """
+    return len(key) == KEY_BYTES and int.from_bytes(key, "little") < X25519_P
+
+
 def check_agreement_key(agreement_key: bytes) -> X25519PublicKey:
     """The X25519 key, if it is usable; raises ``InvalidDeviceKeyError``.
+
+    Only canonical encodings (``is_canonical_x25519``), the rule
+    ``crypto.envelope`` applies to every key it wraps for: an envelope's HKDF
+    salt holds the recipient's raw key bytes, which the sender takes from the
+    registry and the recipient re-encodes from its own private key, so the
+    registered bytes must be the one encoding both sides produce.
 
     A small-order key makes every shared secret all zeros (RFC 7748 section
     6.1), so content keys wrapped for it would be readable by anyone; an
@@ -113,6 +132,8 @@ def check_agreement_key(agreement_key: bytes) -> X25519PublicKey:
     """
     if len(agreement_key) != KEY_BYTES:
         raise InvalidDeviceKeyError(f"agreement_key: not {KEY_BYTES} bytes")
+    if not is_canonical_x25519(agreement_key):
+        raise InvalidDeviceKeyError("agreement_key: not a canonical X25519 public key")
     public = X25519PublicKey.from_public_bytes(agreement_key)
     try:
         X25519PrivateKey.generate().exchange(public)

@@ -9,7 +9,8 @@ implementations; tests/unit/envelope_vectors.json holds its test vectors.
 
 Encryption. A random 32-byte content key ``K`` and 12-byte nonce ``N``::
 
-    ciphertext = AES-256-GCM(K, N, payload, aad=header_bytes)     # ct || 16-byte tag
+    key_commitment = SHA-256(b"parley-envelope-v1 key commitment\\x00" || K)   # in the header
+    ciphertext     = AES-256-GCM(K, N, payload, aad=header_bytes)     # ct || 16-byte tag
 
 One ephemeral X25519 key pair ``(e, E)`` per envelope, shared by all its
 recipients; for each recipient device ``d`` with agreement key ``R_d``::
@@ -28,16 +29,34 @@ where ``d`` is the device id's 36 ASCII bytes and ``n_d`` a random 12-byte nonce
   The ephemeral private key is discarded after wrapping and never reused.
 - ``E || R_d`` in the salt (as HPKE's ``kem_context``, RFC 9180 section 4.1)
   binds the wrap key to the exact pair of public keys, not only to the shared
-  point: X25519 maps several encodings and small-order twists of a key to
-  the same secret, and a secret alone says nothing about whom it was agreed
+  point: several public keys give the same X25519 secret (another encoding
+  of the same u, or the key plus a small-order point, which the clamped
+  scalar cancels), and a secret alone says nothing about whom it was agreed
   with. With both keys in the KDF, a wrap made for one key cannot be
   presented as made for another that happens to share the secret.
 - ``d`` in the info and the AAD binds each wrapped key to its label, so the
   recipient list cannot be relabelled (an entry moved to another device id, or
   one agreement key registered under two ids) without the wrap failing to
   open, independently of the signature.
-- The header (with ``E``) is the AAD of both layers, so no header field can
-  be changed without every decryption failing.
+- The header (with ``E`` and ``key_commitment``) is the AAD of both layers,
+  so no header field can be changed without every decryption failing.
+- ``key_commitment`` makes every recipient read the same payload. AES-GCM
+  does not commit to its key: a malicious *sender* could wrap different
+  content keys for different recipients and craft one ciphertext whose tag
+  verifies under each of them, opening to a different payload for each
+  ("invisible salamanders"; the signature proves who sent the envelope, not
+  that all recipients read the same text). ``decrypt_envelope`` therefore
+  checks, after unwrapping ``K`` and before opening the payload, that
+  ``K`` hashes to the header's commitment. Committing to the key is enough
+  here because everything else AES-GCM decryption depends on is already
+  fixed for all recipients by the signature: ``N``, the ciphertext and the
+  AAD (the header, commitment included). Decryption is a function of
+  (key, nonce, AAD, ciphertext), so recipients whose keys pass the check
+  hold equal keys (two keys with one commitment would be a SHA-256
+  collision) and get the same payload, or all the same tag failure. The
+  commitment reveals nothing useful about ``K`` (a uniformly random 256-bit
+  value behind a preimage-resistant hash); the tag keeps it apart from any
+  other hash of the key.
 
 ``header_bytes`` (every field fixed-size or length-prefixed; lengths are
 unsigned 32-bit big-endian)::
@@ -50,6 +69,7 @@ unsigned 32-bit big-endian)::
     created_at                        unsigned 64-bit big-endian, Unix ms, < 2**53
     len || content_type               1..127 bytes, lowercase "type/subtype"
     ephemeral_key                     32 bytes, raw X25519 public key E
+    key_commitment                    32 bytes, SHA-256(KEY_COMMITMENT_TAG || K)
 
 The sender device signs with its Ed25519 key (``signature_payload``)::
 
@@ -67,17 +87,14 @@ The count keeps a recipient entry from being read as the start of the nonce
 and ciphertext. The wire list must already be in that order (no duplicates),
 so one envelope has exactly one JSON form and reordering is an error rather
 than an equivalent variant.
-
-AES-GCM does not commit to its key: a malicious *sender* could wrap different
-content keys for different recipients and craft one ciphertext that opens to
-different payloads under each ("invisible salamanders"). The signature proves
-who sent the envelope, not that all recipients read the same text.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Mapping
@@ -92,12 +109,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from config.errors import InvalidRequestError
-from crypto.devices import encode_b64url
+from crypto.devices import X25519_P, encode_b64url, is_canonical_x25519
 
 ENVELOPE_VERSION: Final = 1
 SIGNATURE_TAG: Final = b"parley-envelope-v1\x00"
 HEADER_TAG: Final = b"parley-envelope-v1 header\x00"
 WRAP_INFO_PREFIX: Final = b"parley-envelope-v1 wrap"
+KEY_COMMITMENT_TAG: Final = b"parley-envelope-v1 key commitment\x00"
 
 KEY_BYTES: Final = 32
 NONCE_BYTES: Final = 12
@@ -122,6 +140,7 @@ _HEADER_KEYS: Final = frozenset(
         "created_at",
         "content_type",
         "ephemeral_key",
+        "key_commitment",
     }
 )
 _RECIPIENT_KEYS: Final = frozenset({"device_id", "nonce", "wrapped_key"})
@@ -131,14 +150,13 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _CLIENT_MSG_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # as server/chats/schemas.ClientMsgId
 # RFC 6838 section 4.2 restricted names, lowercased, without parameters.
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}")
-_P: Final = 2**255 - 19
 # The canonical u-coordinates of the small-order points of Curve25519 (as
 # libsodium's blocklist): X25519 with any of them gives an all-zero secret.
 _SMALL_ORDER_U: Final = frozenset(
     {
         0,
         1,
-        _P - 1,
+        X25519_P - 1,
         325606250916557431795983626356110631294008115727848805560023387167927233504,
         39382357235489614581723060781553021112529911719440698176882885853963445705823,
     }
@@ -170,13 +188,12 @@ class EnvelopeNotRecipientError(EnvelopeDecryptionError):
 
 
 def _agreement_key_problem(raw: bytes) -> str | None:
-    # Canonical encodings only (RFC 7748 section 5 masks the top bit and
-    # reduces mod p; WebCrypto and OpenSSL emit canonical keys), so the salt
-    # bytes a sender uses are the ones the recipient derives from its own key.
-    u = int.from_bytes(raw, "little")
-    if u >= _P:
+    # Canonical encodings only (as device registration, crypto.devices), so
+    # the salt bytes a sender uses are the ones the recipient derives from its
+    # own key.
+    if not is_canonical_x25519(raw):
         return "not a canonical X25519 public key"
-    if u in _SMALL_ORDER_U:
+    if int.from_bytes(raw, "little") in _SMALL_ORDER_U:
         return "a small-order X25519 key"  # RFC 7748 section 6.1
     return None
 
@@ -206,6 +223,7 @@ class EnvelopeHeader:
     created_at: int
     content_type: str
     ephemeral_key: bytes
+    key_commitment: bytes
 
     def __post_init__(self) -> None:
         _check_uuid("conversation_id", self.conversation_id)
@@ -223,6 +241,7 @@ class EnvelopeHeader:
         problem = _agreement_key_problem(self.ephemeral_key)
         if problem is not None:
             raise EnvelopeError(f"ephemeral_key: {problem}")
+        _check_bytes("key_commitment", self.key_commitment, KEY_BYTES, KEY_BYTES)
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form of the header."""
@@ -235,6 +254,7 @@ class EnvelopeHeader:
             "created_at": self.created_at,
             "content_type": self.content_type,
             "ephemeral_key": encode_b64url(self.ephemeral_key),
+            "key_commitment": encode_b64url(self.key_commitment),
         }
 
 
@@ -340,6 +360,7 @@ def header_bytes(header: EnvelopeHeader) -> bytes:
             header.created_at.to_bytes(8, "big"),
             _prefixed(header.content_type.encode("ascii")),
             header.ephemeral_key,
+            header.key_commitment,
         )
     )
 
@@ -356,6 +377,11 @@ def signature_payload(envelope: ParsedEnvelope) -> bytes:
         parts += (_prefixed(device_id), _prefixed(entry.nonce), _prefixed(entry.wrapped_key))
     parts += (envelope.nonce, envelope.ciphertext)
     return b"".join(parts)
+
+
+def key_commitment(content_key: bytes) -> bytes:
+    """The header's commitment to the content key: SHA-256 of a tag and ``content_key``."""
+    return hashlib.sha256(KEY_COMMITMENT_TAG + content_key).digest()
 
 
 def derive_wrap_key(
@@ -428,6 +454,7 @@ def encrypt_envelope(
             created_at=created_at,
             content_type=content_type,
             ephemeral_key=rand.ephemeral_key.public_key().public_bytes_raw(),
+            key_commitment=key_commitment(rand.content_key),
         )
         for device_id in device_ids:
             _check_uuid(f"recipients[{device_id!r}]", device_id)
@@ -506,6 +533,7 @@ def parse_envelope(envelope: object) -> ParsedEnvelope:
             created_at=raw_header["created_at"],
             content_type=raw_header["content_type"],
             ephemeral_key=_decode("ephemeral_key", raw_header["ephemeral_key"], 32, 32),
+            key_commitment=_decode("key_commitment", raw_header["key_commitment"], 32, 32),
         )
     except EnvelopeError as exc:
         raise EnvelopeError(f"header.{exc.message}") from None
@@ -567,7 +595,8 @@ def decrypt_envelope(
 
     Raises ``EnvelopeError``/``EnvelopeSignatureError`` as ``verify_envelope``,
     ``EnvelopeNotRecipientError`` when the envelope has no entry for this
-    device, and ``EnvelopeDecryptionError`` when the entry or payload do not open.
+    device, and ``EnvelopeDecryptionError`` when the entry does not open, the
+    key in it is not the one the header commits to, or the payload does not open.
     """
     parsed = verify_envelope(envelope, sender_signing_public)
     entry = parsed.recipient(device_id)
@@ -587,6 +616,12 @@ def decrypt_envelope(
         raise EnvelopeDecryptionError(
             "wrapped_key: does not open with this device's agreement key"
         ) from None
+    # Before the payload: a key other than the committed one could open a
+    # ciphertext crafted for it to another text (see the module docstring).
+    if not hmac.compare_digest(key_commitment(content_key), parsed.header.key_commitment):
+        raise EnvelopeDecryptionError(
+            "header.key_commitment: not the commitment to the key wrapped for this device"
+        )
     try:
         return AESGCM(content_key).decrypt(parsed.nonce, parsed.ciphertext, aad)
     except InvalidTag:

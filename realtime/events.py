@@ -20,6 +20,7 @@ RECEIPT_UPDATED: Final = "receipt:updated"
 TYPING: Final = "typing"
 SESSION_REVOKED: Final = "session:revoked"
 KEYS_CHANGED: Final = "keys:changed"
+PRESENCE_UPDATED: Final = "presence:updated"
 
 
 def user_room(user_id: str) -> str:

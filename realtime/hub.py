@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,12 +20,13 @@ from typing import Any, TypeVar
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from config.errors import InvalidRequestError, ParleyError
+from config.errors import InvalidRequestError, ParleyError, RateLimitedError
 from config.settings import RealtimeSettings, RedisSettings, split_list
 from realtime import codec
 from realtime.control import ControlBus
-from realtime.events import SESSION_REVOKED, user_room
+from realtime.events import PRESENCE_UPDATED, SESSION_REVOKED, user_room
 from realtime.metrics import RealtimeMetrics
+from realtime.presence import MemoryPresenceStore, PresenceState, PresenceStore
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,10 @@ TokenVerifier = Callable[[str], Awaitable[Principal]]
 EventHandler = Callable[[Principal, Any], Awaitable[Any]]
 # Given session ids, return those that are no longer active (revoked or expired).
 SessionChecker = Callable[[list[str]], Awaitable[set[str]]]
+# Seconds to wait before this user may send another event (0: go ahead).
+EventLimiter = Callable[[str], Awaitable[float]]
+# Who should hear about a user's presence (people who share a conversation).
+PeerResolver = Callable[[str], Awaitable[list[str]]]
 
 # Lifecycle events are the server's to raise; a client sending an EVENT packet
 # with one of these names must not reach the handlers (python-socketio would
@@ -91,7 +97,17 @@ class SocketHub:
         metrics: RealtimeMetrics,
         control: ControlBus,
         session_checker: SessionChecker | None = None,
+        *,
+        presence: PresenceStore | None = None,
+        peers: PeerResolver | None = None,
+        limiter: EventLimiter | None = None,
     ) -> None:
+        self.node_id = uuid.uuid4().hex
+        self._presence = presence or MemoryPresenceStore()
+        self._peers = peers
+        self._limiter = limiter
+        self._user_sockets: dict[str, int] = {}
+        self._background: list[asyncio.Task[None]] = []
         self._settings = settings
         self._verifier = verifier
         self._metrics = metrics
@@ -146,6 +162,12 @@ class SocketHub:
                     raise ParleyError(
                         "socket is not authenticated", code="unauthenticated", status=401
                     )
+                if self._limiter is not None:
+                    wait = await self._limiter(principal.user_id)
+                    if wait > 0:
+                        raise RateLimitedError(
+                            f"too many events; wait {wait:.2f} s", retry_after=int(wait) + 1
+                        )
                 if len(args) != 1:
                     raise InvalidRequestError(f"{event} takes exactly one payload object")
                 try:
@@ -223,6 +245,65 @@ class SocketHub:
         await self._control.start(self._on_control)
         if self._session_checker is not None:
             self._sweeper = asyncio.create_task(self._sweep_sessions(), name="parley-session-sweep")
+        self._background.append(asyncio.create_task(self._presence_loop(), name="parley-presence"))
+        self._background.append(
+            asyncio.create_task(self._slow_consumer_loop(), name="parley-slow-consumers")
+        )
+
+    # -- presence -------------------------------------------------------------
+
+    async def presence(self, user_ids: list[str]) -> list[PresenceState]:
+        return await self._presence.states(user_ids)
+
+    async def _announce_presence(self, user_id: str, online: bool) -> None:
+        if self._peers is None:
+            return
+        try:
+            audience = await self._peers(user_id)
+            await self.emit_to_users(
+                PRESENCE_UPDATED,
+                {
+                    "user_id": user_id,
+                    "online": online,
+                    "last_seen": None if online else time.time(),
+                },
+                audience,
+            )
+        except Exception:
+            log.warning("presence notice for %s failed", user_id, exc_info=True)
+
+    async def _presence_loop(self) -> None:
+        interval = self._settings.presence_heartbeat
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                back = await self._presence.heartbeat(
+                    self.node_id, list(self._user_sockets), ttl=3 * interval
+                )
+                for uid in back:  # e.g. Redis lost our entries while it restarted
+                    await self._announce_presence(uid, True)
+                for uid in await self._presence.expired():
+                    if uid not in self._user_sockets:
+                        await self._announce_presence(uid, False)
+            except Exception:
+                log.warning("presence heartbeat failed", exc_info=True)
+
+    # -- slow consumers -------------------------------------------------------
+
+    async def _slow_consumer_loop(self) -> None:
+        """A client that does not read must not grow this node's memory without bound:
+        past ``max_pending_packets`` queued for it, its transport is dropped (it
+        reconnects and syncs what it missed)."""
+        limit = self._settings.max_pending_packets
+        while True:
+            await asyncio.sleep(1)
+            for sid in list(self._principals):
+                eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+                socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
+                if socket is not None and socket.queue.qsize() > limit:
+                    log.warning("dropping a slow consumer", extra={"queued": socket.queue.qsize()})
+                    self._metrics.slow_consumers.inc()
+                    await self._abort_transport(sid)
 
     async def disconnect_all(self) -> None:
         """Drop every local socket's transport so its client reconnects (to another node).
@@ -246,12 +327,16 @@ class SocketHub:
 
     async def close(self) -> None:
         """Disconnect local sockets, stop background work, stop the server."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in [*self._background, *([self._sweeper] if self._sweeper else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+                await task
         await self.disconnect_all()
         await self._control.close()
+        for uid in list(self._user_sockets):
+            with contextlib.suppress(Exception):
+                await self._presence.leave(self.node_id, uid)
+        await self._presence.close()
         await self.sio.shutdown()
 
     async def _disconnect_local(self, sid: str) -> None:
@@ -267,6 +352,14 @@ class SocketHub:
         if principal is None:
             return
         self._metrics.sockets.dec()
+        left = self._user_sockets.get(principal.user_id, 0) - 1
+        if left > 0:
+            self._user_sockets[principal.user_id] = left
+        else:
+            self._user_sockets.pop(principal.user_id, None)
+            task = asyncio.get_running_loop().create_task(self._went_away(principal.user_id))
+            self._background.append(task)
+            task.add_done_callback(self._background_done)
         sids = self._session_sids.get(principal.session_id)
         if sids is not None:
             sids.discard(sid)
@@ -295,8 +388,33 @@ class SocketHub:
         self._principals[sid] = principal
         self._session_sids.setdefault(principal.session_id, set()).add(sid)
         await self.sio.enter_room(sid, user_room(principal.user_id))
+        self._user_sockets[principal.user_id] = self._user_sockets.get(principal.user_id, 0) + 1
+        if self._user_sockets[principal.user_id] == 1:
+            try:
+                back = await self._presence.heartbeat(
+                    self.node_id, [principal.user_id], ttl=3 * self._settings.presence_heartbeat
+                )
+            except Exception:
+                log.warning("presence update failed", exc_info=True)
+                back = []
+            if back:
+                await self._announce_presence(principal.user_id, True)
         self._metrics.connects.labels("accepted").inc()
         self._metrics.sockets.inc()
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._forget(sid)
+
+    async def _went_away(self, user_id: str) -> None:
+        """The user's last socket on this node closed: offline, unless on another node."""
+        if user_id in self._user_sockets:
+            return  # reconnected meanwhile
+        try:
+            if await self._presence.leave(self.node_id, user_id):
+                await self._announce_presence(user_id, False)
+        except Exception:
+            log.warning("presence update failed", exc_info=True)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._background.remove(task)

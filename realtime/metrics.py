@@ -28,6 +28,11 @@ class RealtimeMetrics:
             ["event"],
             registry=registry,
         )
+        self.slow_consumers = Counter(
+            "parley_slow_consumers_dropped_total",
+            "Sockets dropped because too much was queued for them",
+            registry=registry,
+        )
         self.event_seconds = Histogram(
             "parley_socket_event_seconds",
             "Time to handle a client event, ack included",

@@ -13,6 +13,7 @@ from crypto.tokens import AccessTokenIssuer, AccessTokenVerifier, InvalidTokenEr
 from realtime.control import build_control_bus
 from realtime.hub import Principal, SocketHub
 from realtime.metrics import RealtimeMetrics
+from realtime.presence import build_presence_store
 from server.auth.email import EmailSender, build_email_sender
 from server.auth.email_password import EmailPasswordService, PasswordPool
 from server.auth.identities import IdentityService
@@ -86,13 +87,23 @@ def build_services(settings: Settings) -> Services:
             )
         return Principal(user_id=claims.user_id, session_id=claims.session_id)
 
+    realtime = settings.realtime
+
+    async def limit_events(user_id: str) -> float:
+        return await kv.take(
+            f"rl:events:{user_id}", rate=realtime.events_per_second, burst=realtime.events_burst
+        )
+
     hub = SocketHub(
-        settings.realtime,
+        realtime,
         settings.redis,
         verify_socket_token,
         RealtimeMetrics(registry),
         build_control_bus(settings.redis.url, settings.redis.channel),
         session_checker=sessions.inactive_among,
+        presence=build_presence_store(settings.redis.url, settings.redis.key_prefix),
+        peers=users.peers,
+        limiter=limit_events,
     )
     sms = build_sms_sender(settings.sms)
     mailer = build_email_sender(settings.email)

@@ -33,6 +33,12 @@ class KeyValueStore(Protocol):
     async def ttl(self, key: str) -> float | None:
         """Seconds left, or None when the key does not exist."""
 
+    async def take(self, key: str, *, rate: float, burst: int) -> float:
+        """Take a token from a bucket refilled at ``rate``/s up to ``burst``.
+
+        0 when a token was taken; otherwise the seconds until one is available.
+        """
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -43,6 +49,7 @@ class MemoryKeyValueStore:
 
     def __init__(self) -> None:
         self._data: dict[str, tuple[bytes, float]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}
         self._writes = 0
 
     def _now(self) -> float:
@@ -95,6 +102,19 @@ class MemoryKeyValueStore:
         item = self._live(key)
         return None if item is None else item[1] - self._now()
 
+    async def take(self, key: str, *, rate: float, burst: int) -> float:
+        now = self._now()
+        tokens, updated = self._buckets.get(key, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - updated) * rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / rate
+        self._buckets[key] = (tokens - 1, now)
+        if len(self._buckets) > 100_000:
+            # Full buckets carry no state; forget them so the dict stays small.
+            self._buckets = {k: v for k, v in self._buckets.items() if v[0] < burst - 1}
+        return 0.0
+
     async def ping(self) -> None:
         return None
 
@@ -110,6 +130,27 @@ return n
 """
 
 
+# Token bucket in one round trip, on Redis' clock so every node agrees.
+_TAKE = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + (now - at) * rate)
+local wait = 0
+if tokens < 1 then
+  wait = (1 - tokens) / rate
+else
+  tokens = tokens - 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
 class RedisKeyValueStore:
     """Redis-backed store shared by all nodes; every key carries the deployment prefix."""
 
@@ -117,6 +158,7 @@ class RedisKeyValueStore:
         self._redis = client
         self._prefix = prefix
         self._incr = client.register_script(_INCR_WITH_TTL)
+        self._take = client.register_script(_TAKE)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisKeyValueStore:
@@ -165,6 +207,13 @@ class RedisKeyValueStore:
         except RedisError as exc:
             raise _unavailable(exc) from exc
         return None if millis < 0 else millis / 1000
+
+    async def take(self, key: str, *, rate: float, burst: int) -> float:
+        try:
+            wait = await self._take(keys=[self._k(key)], args=[rate, burst])
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+        return float(wait)
 
     async def ping(self) -> None:
         try:

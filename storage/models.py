@@ -242,6 +242,8 @@ class Message(Model):
     # text | image (plaintext conversations), envelope (encrypted ones), system
     kind = fields.CharField(max_length=16)
     body: fields.Field[Any] = fields.JSONField()
+    # For edit and delete records: the message they change.
+    target_id = fields.UUIDField(null=True, db_index=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     edited_at = fields.DatetimeField(null=True)
     deleted_at = fields.DatetimeField(null=True)

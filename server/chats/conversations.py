@@ -16,7 +16,7 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from config.errors import ConflictError, InvalidRequestError, NotFoundError
+from config.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
 from config.settings import ChatSettings
 from server.chats.access import Membership, parse_id, require_member
 from server.chats.messages import MessageService
@@ -154,7 +154,7 @@ class ConversationService:
         except IntegrityError:
             raise ConflictError("member_ids: someone was added at the same moment") from None
         await self._system(conversation_id, user_id, {"event": "members_added", "user_ids": new})
-        return await self._out(membership.conversation, me_user=user_id)
+        return await self._out(await Conversation.get(id=conversation_id), me_user=user_id)
 
     async def remove_member(self, user_id: str, conversation_id: str, target_id: str) -> None:
         """Remove someone (admins remove members, the owner removes anyone); they stop
@@ -165,7 +165,7 @@ class ConversationService:
         if target is None:
             raise NotFoundError("user_id: not a member", code="member_not_found")
         if target.role == "owner" or (target.role == "admin" and membership.role != "owner"):
-            raise ConflictError(
+            raise PermissionDeniedError(
                 "only the owner may remove an admin; nobody removes the owner", code="not_allowed"
             )
         await target.delete()
@@ -194,7 +194,7 @@ class ConversationService:
         await self._system(
             conversation_id, user_id, {"event": "role_changed", "user_id": target_id, "role": role}
         )
-        return await self._out(membership.conversation, me_user=user_id)
+        return await self._out(await Conversation.get(id=conversation_id), me_user=user_id)
 
     async def leave(self, user_id: str, conversation_id: str) -> None:
         """Leave a group; an owner who leaves hands ownership to the longest-standing admin

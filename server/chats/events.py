@@ -56,8 +56,8 @@ def register_chat_events(hub: SocketHub, messages: MessageService) -> None:
     async def sync(principal: Principal, payload: SyncRequest) -> SyncPage:
         return await messages.sync(
             principal.user_id,
-            payload.positions,
-            cursor=payload.cursor,
+            {str(k): v for k, v in payload.positions.items()},
+            cursor=str(payload.cursor) if payload.cursor else None,
             conversations_per_page=50,
             messages_per_conversation=payload.limit,
         )

@@ -18,6 +18,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pydantic import ValidationError
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
@@ -25,14 +26,17 @@ from tortoise.transactions import in_transaction
 from config.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
 from config.settings import ChatSettings
 from realtime.events import MESSAGE_NEW, RECEIPT_UPDATED, TYPING
+from realtime.hub import describe_validation_error
 from server.chats.access import Membership, require_member
 from server.chats.envelopes import EnvelopeChecker
 from server.chats.schemas import (
     ConversationSync,
+    ImageBody,
     MessageOut,
     MessagePage,
     ReceiptOut,
     SyncPage,
+    TextBody,
 )
 from storage.models import Conversation, Member, Message
 
@@ -47,6 +51,22 @@ class Emitter(Protocol):
 
 class MessageNotFoundError(NotFoundError):
     code = "message_not_found"
+
+
+def _validated_body(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An edit's new body, held to the rules of the message kind it replaces."""
+    model: type[TextBody] | type[ImageBody]
+    if kind == "text":
+        model = TextBody
+    elif kind == "image":
+        model = ImageBody
+    else:
+        return body  # envelopes are checked whole by the EnvelopeChecker
+    try:
+        validated: dict[str, Any] = model.model_validate(body).model_dump(mode="json")
+        return validated
+    except ValidationError as exc:
+        raise InvalidRequestError(describe_validation_error(exc)) from None
 
 
 def message_out(message: Message) -> MessageOut:
@@ -127,10 +147,16 @@ class MessageService:
                     client_msg_id=client_msg_id,
                     kind=kind,
                     body=body,
+                    target_id=update[0] if update is not None else None,
                 )
                 if update is not None:
                     target_id, changes = update
                     await Message.filter(id=target_id).update(**changes)
+                    if kind == "delete":
+                        # Earlier edits carry the text too: a delete scrubs them.
+                        await Message.filter(target_id=target_id, kind="edit").update(
+                            body={"target": target_id}
+                        )
         except IntegrityError:
             # The same client_msg_id raced in on another socket or node.
             existing = await Message.get_or_none(
@@ -194,6 +220,7 @@ class MessageService:
             raise PermissionDeniedError("only the sender may edit a message", code="not_allowed")
         if target.deleted_at is not None:
             raise ConflictError("the message was deleted", code="message_deleted")
+        body = _validated_body(target.kind, body)
         await self._check_body(membership, user_id, client_msg_id, target.kind, body)
         now = datetime.now(UTC)
         return await self.append(
@@ -329,14 +356,13 @@ class MessageService:
         last_seq = membership.conversation.last_seq
         if seq > last_seq:
             raise InvalidRequestError(f"seq: the conversation has only {last_seq} messages")
-        field = "read_seq" if kind == "read" else "delivered_seq"
-        changes: dict[str, Any] = {field: seq}
-        if kind == "read":
-            changes["delivered_seq"] = seq  # what was read was delivered
-            await Member.filter(id=membership.member_id, delivered_seq__lt=seq).update(
-                delivered_seq=seq
+        moved = await Member.filter(id=membership.member_id, delivered_seq__lt=seq).update(
+            delivered_seq=seq
+        )
+        if kind == "read":  # what was read was delivered, too
+            moved += await Member.filter(id=membership.member_id, read_seq__lt=seq).update(
+                read_seq=seq
             )
-        await Member.filter(id=membership.member_id, **{f"{field}__lt": seq}).update(**{field: seq})
         member = await Member.get(id=membership.member_id)
         receipt = ReceiptOut(
             conversation_id=conversation_id,
@@ -344,9 +370,10 @@ class MessageService:
             delivered_seq=member.delivered_seq,
             read_seq=member.read_seq,
         )
-        await self._emitter.emit_to_users(
-            RECEIPT_UPDATED, receipt.model_dump(mode="json"), membership.member_ids
-        )
+        if moved:
+            await self._emitter.emit_to_users(
+                RECEIPT_UPDATED, receipt.model_dump(mode="json"), membership.member_ids
+            )
         return receipt
 
     async def typing(self, user_id: str, conversation_id: str, state: str) -> None:

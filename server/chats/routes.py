@@ -155,8 +155,8 @@ async def sync(body: SyncRequest, principal: PrincipalDep, services: ServicesDep
     """What you missed: messages after your last seq of each conversation, paged."""
     return await services.messages.sync(
         principal.user_id,
-        body.positions,
-        cursor=body.cursor,
+        {str(k): v for k, v in body.positions.items()},
+        cursor=str(body.cursor) if body.cursor else None,
         conversations_per_page=50,
         messages_per_conversation=body.limit,
     )

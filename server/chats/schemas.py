@@ -126,9 +126,9 @@ class SyncRequest(_Strict):
     """What the client holds: the last seq it has of each conversation it knows."""
 
     positions: Annotated[
-        dict[str, Annotated[int, Field(ge=0, le=2**62)]], Field(max_length=5000)
+        dict[UUID, Annotated[int, Field(ge=0, le=2**62)]], Field(max_length=5000)
     ] = Field(default_factory=dict)
-    cursor: Annotated[str, StringConstraints(max_length=64)] | None = None
+    cursor: UUID | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 100
 
 
@@ -179,7 +179,10 @@ class ConversationSync(BaseModel):
     last_seq: int
     read_seq: int
     messages: list[MessageOut] = Field(description="After your position, ascending")
-    has_more: bool = Field(description="Ask again from the last seq returned")
+    has_more: bool = Field(
+        description="For a conversation you listed: more after the last seq returned (ask "
+        "again). For one you did not: older messages exist (page back with before_seq)."
+    )
 
 
 class SyncPage(BaseModel):

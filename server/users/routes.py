@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
+from config.errors import InvalidRequestError
+from server.chats.access import parse_id
 from server.deps import PrincipalDep, ServicesDep
-from server.users.schemas import MeOut, UserOut
+from server.users.schemas import MeOut, PresenceList, PresenceOut, UserOut
 
 router = APIRouter(prefix="/v1", tags=["users"])
 
@@ -16,6 +19,26 @@ router = APIRouter(prefix="/v1", tags=["users"])
 async def get_me(principal: PrincipalDep, services: ServicesDep) -> MeOut:
     """The signed-in user, with the phone numbers linked to the account."""
     return await services.users.me(principal.user_id)
+
+
+@router.get("/presence", response_model=PresenceList)
+async def get_presence(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    user_ids: Annotated[str, Query(max_length=100 * 37, description="Comma-separated, up to 100")],
+) -> PresenceList:
+    """Online now, or when last seen, for up to 100 users."""
+    ids = [i for i in user_ids.split(",") if i]
+    if not 1 <= len(ids) <= 100:
+        raise InvalidRequestError("user_ids: give 1 to 100 comma-separated ids")
+    for uid in ids:
+        parse_id(uid, "user_ids")
+    states = await services.hub.presence(ids)
+    return PresenceList(
+        users=[
+            PresenceOut(user_id=s.user_id, online=s.online, last_seen=s.last_seen) for s in states
+        ]
+    )
 
 
 @router.get("/users/{user_id}", response_model=UserOut)

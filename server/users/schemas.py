@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class UserOut(BaseModel):
@@ -16,3 +16,13 @@ class UserOut(BaseModel):
 
 class MeOut(UserOut):
     phones: list[str]
+
+
+class PresenceOut(BaseModel):
+    user_id: str
+    online: bool
+    last_seen: float | None = Field(description="Unix seconds; null while online or never seen")
+
+
+class PresenceList(BaseModel):
+    users: list[PresenceOut]

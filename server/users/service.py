@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from config.errors import NotFoundError
 from server.users.schemas import MeOut, UserOut
 from storage import sql
-from storage.models import Identity, User
+from storage.models import Identity, Member, User
 
 _CODE_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l look-alikes
 _CODE_LENGTH = 12
@@ -87,6 +88,17 @@ class UserService:
             "value", flat=True
         )
         return MeOut(**user_out(user).model_dump(), phones=[str(p) for p in phones])
+
+    async def peers(self, user_id: str, *, limit: int = 5000) -> list[str]:
+        """The user and everyone who shares a conversation with them (presence, key notices)."""
+        conversations = Member.filter(user_id=user_id).values_list("conversation_id", flat=True)
+        peers = (
+            await Member.filter(conversation_id__in=Subquery(conversations))
+            .distinct()
+            .limit(limit)
+            .values_list("user_id", flat=True)
+        )
+        return sorted({str(p) for p in peers} | {user_id})
 
     async def exists(self, user_id: str) -> bool:
         return await User.exists(id=user_id)

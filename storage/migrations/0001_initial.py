@@ -99,6 +99,7 @@ class Migration(migrations.Migration):
                 ('client_msg_id', fields.CharField(max_length=64)),
                 ('kind', fields.CharField(max_length=16)),
                 ('body', fields.JSONField(encoder=JSON_DUMPS, decoder=loads)),
+                ('target_id', fields.UUIDField(null=True, db_index=True)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('edited_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('deleted_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),

@@ -23,6 +23,8 @@ BASE_ENV = {
     "PARLEY_AUTH_OTP_PER_IP_PER_HOUR": "100000",
     "PARLEY_AUTH_OTP_RESEND_COOLDOWN": "2",
     "PARLEY_LOG_LEVEL": "INFO",
+    # Fast presence, so offline notices arrive within a test's patience.
+    "PARLEY_REALTIME_PRESENCE_HEARTBEAT": "0.5",
 }
 
 

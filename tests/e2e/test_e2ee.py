@@ -169,8 +169,8 @@ async def test_sender_must_address_every_member_device(pair: Any) -> None:
     bob2._store_tokens(await bob.refresh())  # a second device of bob's, same account
     try:
         await bob2.setup_device("bob-2")
-        event, data = await asyncio.wait_for(alice.events.get(), 5)
-        assert (event, data) == ("keys:changed", {"user_id": bob.user_id}), "alice is told"
+        data = await alice.next_event("keys:changed", 5)
+        assert data == {"user_id": bob.user_id}, "alice is told"
         with pytest.raises(ParleyApiError) as mismatch:
             await alice.emit("message:send", stale)
         assert mismatch.value.code == "recipient_mismatch"

@@ -500,8 +500,8 @@ async def test_password_reset_replaces_password_and_ends_every_session(
         me = await http.get("/v1/me", headers=auth(before["access_token"]))
         assert me.status_code == 401, me.text
         assert error_code(me) == "session_revoked"
-        event, data = await asyncio.wait_for(client.events.get(), 5)
-        assert event == SESSION_REVOKED and data["session_id"] == before["session_id"]
+        data = await client.next_event(SESSION_REVOKED, 5)
+        assert data["session_id"] == before["session_id"]
         for _ in range(50):
             if not client.connected:
                 break

@@ -127,7 +127,7 @@ async def test_stolen_refresh_token_reuse_kicks_the_thief_everywhere(
         with pytest.raises(ParleyApiError) as http_refused:
             await thief.request("GET", f"/v1/conversations/{conversation['id']}/messages")
         assert http_refused.value.code == "session_revoked"
-        _, data = await asyncio.wait_for(thief.events.get(), 5)
+        data = await thief.next_event("session:revoked", 5)
         assert data["session_id"] == thief.session_id
         with pytest.raises(ParleyApiError) as reconnect:
             await thief.connect(timeout=5)

@@ -56,3 +56,13 @@ async def test_incr_counts_atomically_and_keeps_first_ttl(kv: KeyValueStore) -> 
 async def test_ping(kv: KeyValueStore) -> None:
     """A reachable store answers ping."""
     await kv.ping()
+
+
+async def test_token_bucket_allows_a_burst_then_the_rate(kv: KeyValueStore) -> None:
+    """A bucket of 5 at 20/s gives 5 at once, then refuses with the wait, then refills."""
+    waits = [await kv.take("bucket", rate=20, burst=5) for _ in range(6)]
+    assert waits[:5] == [0.0] * 5
+    assert 0 < waits[5] <= 0.05 + 0.01
+    await asyncio.sleep(waits[5] + 0.02)
+    assert await kv.take("bucket", rate=20, burst=5) == 0.0
+    assert await kv.take("other", rate=20, burst=5) == 0.0, "buckets are separate"

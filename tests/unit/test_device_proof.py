@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -14,10 +16,12 @@ from crypto.devices import (
     decode_b64url,
     device_proof_payload,
     encode_b64url,
+    is_canonical_x25519,
     verify_device_proof,
 )
 
 USER_ID = "3f0c9a52-7d1e-4b8a-9c61-0e2f5a7b8c9d"
+P = 2**255 - 19
 # Ed25519 encodings of small-order points: the identity, the point of order 2,
 # and one of order 8 (from libsodium's blocklist in ed25519_ref10.c).
 IDENTITY = (1).to_bytes(32, "little")
@@ -138,6 +142,48 @@ def test_small_order_agreement_key_is_refused(signer: Ed25519PrivateKey, weak_u:
     proof = prove(signer, weak)
     with pytest.raises(InvalidDeviceKeyError, match="agreement_key"):
         verify_device_proof(USER_ID, raw(signer), weak, proof)
+
+
+def _top_bit_set(key: bytes) -> bytes:
+    return key[:31] + bytes([key[31] | 0x80])
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        _top_bit_set,
+        lambda key: (int.from_bytes(key, "little") + P).to_bytes(32, "little"),  # u < p: fits
+        lambda key: (P + 9).to_bytes(32, "little"),
+        lambda key: P.to_bytes(32, "little"),
+    ],
+    ids=["top-bit", "u-plus-p", "p-plus-9", "p"],
+)
+def test_non_canonical_agreement_key_is_refused(
+    signer: Ed25519PrivateKey, agreement: bytes, encode: Any
+) -> None:
+    """Another encoding of a u-coordinate (top bit set, or u >= 2**255 - 19) is invalid_key.
+
+    X25519 reads these as the canonical key's value, so they would agree the
+    same secrets but put other bytes in an envelope's HKDF salt than the
+    recipient re-encodes from its private key; the proof itself is valid.
+    """
+    weak = encode(agreement)
+    assert weak != agreement
+    with pytest.raises(InvalidDeviceKeyError, match="agreement_key: not a canonical") as caught:
+        verify_device_proof(USER_ID, raw(signer), weak, prove(signer, weak))
+    assert caught.value.code == "invalid_key" and caught.value.status == 422
+
+
+def test_canonical_agreement_key_bounds() -> None:
+    """is_canonical_x25519 accepts exactly 32-byte u < 2**255 - 19, as crypto.envelope requires."""
+    assert is_canonical_x25519((P - 1).to_bytes(32, "little"))
+    assert is_canonical_x25519(bytes(32))
+    assert not is_canonical_x25519(P.to_bytes(32, "little"))
+    assert not is_canonical_x25519((2**256 - 1).to_bytes(32, "little"))
+    assert not is_canonical_x25519(bytes(31)) and not is_canonical_x25519(bytes(33))
+    for _ in range(20):
+        key = raw(X25519PrivateKey.generate())
+        assert is_canonical_x25519(key) and not is_canonical_x25519(_top_bit_set(key))
 
 
 def test_b64url_round_trip_and_strictness() -> None:
