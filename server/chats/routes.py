@@ -7,6 +7,8 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
 
+from config.errors import InvalidRequestError
+from server.chats.access import parse_id
 from server.chats.schemas import (
     AddMembersRequest,
     ConversationOut,
@@ -147,6 +149,34 @@ async def send_message(
     """Send a message (the same path as the `message:send` socket event)."""
     return await services.messages.send(
         principal.user_id, str(conversation_id), body.client_msg_id, body.kind, body.body
+    )
+
+
+@router.get("/sync", response_model=SyncPage)
+async def sync_get(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    positions: Annotated[
+        str, Query(max_length=200 * 60, description="`conversation_id:last_seq`, comma-separated")
+    ] = "",
+    cursor: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> SyncPage:
+    """The same as POST /v1/sync, with up to 200 positions in the query string."""
+    parsed: dict[str, int] = {}
+    for item in filter(None, positions.split(",")):
+        cid, _, seq = item.partition(":")
+        if not seq.isdigit() or len(seq) > 18:
+            raise InvalidRequestError(f"positions: {item!r} is not conversation_id:last_seq")
+        parsed[str(parse_id(cid, "positions"))] = int(seq)
+    if len(parsed) > 200:
+        raise InvalidRequestError("positions: at most 200 here; POST /v1/sync takes more")
+    return await services.messages.sync(
+        principal.user_id,
+        parsed,
+        cursor=str(cursor) if cursor else None,
+        conversations_per_page=50,
+        messages_per_conversation=limit,
     )
 
 

@@ -1054,3 +1054,31 @@ async def test_group_spread_over_two_nodes_gets_every_message_and_receipt(
         last = await cat.send_text(gid, "ann is gone")
         await expect_message([owner, ben, cat], last)
         await assert_quiet(*everyone)
+
+
+async def test_get_sync_matches_post_sync(sqlite_node: ServerProcess) -> None:
+    """GET /v1/sync with positions in the query answers like POST; bad positions are 422."""
+    alice = await signed_in_client(sqlite_node, "alice", connect=False)
+    bob = await signed_in_client(sqlite_node, "bob", connect=False)
+    try:
+        conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
+        for i in range(3):
+            await alice.request(
+                "POST",
+                f"/v1/conversations/{conversation['id']}/messages",
+                json={"client_msg_id": f"g{i}", "body": {"text": f"m{i}"}},
+            )
+        by_get = await bob.request(
+            "GET", "/v1/sync", params={"positions": f"{conversation['id']}:1", "limit": 10}
+        )
+        by_post = await bob.request(
+            "POST", "/v1/sync", json={"positions": {conversation["id"]: 1}, "limit": 10}
+        )
+        assert by_get == by_post
+        assert [m["seq"] for m in by_get["conversations"][0]["messages"]] == [2, 3]
+        for bad in ("nope:1", f"{conversation['id']}:x", f"{conversation['id']}"):
+            error = await refused(bob.request("GET", "/v1/sync", params={"positions": bad}))
+            assert error.status == 422, bad
+    finally:
+        await alice.close()
+        await bob.close()
