@@ -400,8 +400,8 @@ class ParleyClient(AccountMethods, E2EEMethods):
     async def close(self) -> None:
         if self._catching_up is not None and not self._catching_up.done():
             self._catching_up.cancel()
-        if self.sio.connected:
-            await self.sio.disconnect()
+        # shutdown() also stops a reconnect loop that is still trying a dead node.
+        await self.sio.shutdown()
         await self.http.aclose()
 
     async def __aenter__(self) -> ParleyClient:
@@ -424,23 +424,35 @@ class ParleyClient(AccountMethods, E2EEMethods):
             self._catching_up = asyncio.get_running_loop().create_task(self._sync_missed())
 
     async def _sync_missed(self) -> None:
-        try:
-            for message in await self.sync(dict(self.positions)):
-                await self._deliver(message)
-        except Exception:
-            log.warning("catch-up sync failed", exc_info=True)
+        for attempt in range(6):
+            try:
+                for message in await self.sync(dict(self.positions)):
+                    await self._deliver(message)
+                return
+            except Exception:
+                # The server may be briefly unavailable (a node or Redis restarting).
+                log.warning("catch-up sync failed (attempt %d)", attempt + 1, exc_info=True)
+                await asyncio.sleep(min(0.25 * 2**attempt, 5))
 
-    async def _deliver(self, message: dict[str, Any]) -> None:
-        """Hand a message to the app once, whichever way (live or sync) it came."""
-        message_id = message.get("id")
-        if not isinstance(message_id, str) or message_id in self.received_ids:
-            return
-        self.received_ids.add(message_id)
+    async def _deliver(self, message: dict[str, Any]) -> bool:
+        """Hand a message to the app once, whichever way (live or sync) it came.
+
+        ``positions`` only moves over contiguous seqs, so a gap stays visible
+        until a sync fills it. True when this message revealed a gap.
+        """
+        gap = False
         cid, seq = message.get("conversation_id"), message.get("seq")
         if isinstance(cid, str) and isinstance(seq, int):
             known = self.positions.get(cid)
-            self.positions[cid] = max(seq, known or 0)
-        await self.messages.put(message)
+            if known is None or seq == known + 1:
+                self.positions[cid] = seq
+            elif seq > known + 1:
+                gap = True
+        message_id = message.get("id")
+        if isinstance(message_id, str) and message_id not in self.received_ids:
+            self.received_ids.add(message_id)
+            await self.messages.put(message)
+        return gap
 
     async def _on_disconnect(self, reason: Any = None) -> None:
         self._connected.clear()
@@ -449,15 +461,7 @@ class ParleyClient(AccountMethods, E2EEMethods):
         self.connect_errors.append(data)
 
     async def _on_message(self, data: dict[str, Any]) -> None:
-        cid, seq = data.get("conversation_id"), data.get("seq")
-        gap = (
-            isinstance(cid, str)
-            and isinstance(seq, int)
-            and cid in self.positions
-            and seq > self.positions[cid] + 1
-        )
-        await self._deliver(data)
-        if gap:
+        if await self._deliver(data):
             self._catch_up()  # a seq was skipped: something was lost in fan-out
 
     async def _on_session_revoked(self, data: Any) -> None:

@@ -73,6 +73,35 @@ class _SocketServer(socketio.AsyncServer):  # type: ignore[misc]
             socket.queue.put_nowait(None)
 
 
+# The longest wait between attempts to resubscribe to Redis after it went away.
+_REDIS_RETRY_CAP = 2.0
+
+
+class _RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """python-socketio's Redis manager, resubscribing within seconds after an outage.
+
+    The library doubles its wait up to 60 s, so cross-node fan-out could stay
+    dead long after Redis is back while /readyz already says 200.
+    """
+
+    async def _redis_listen_with_retries(self) -> Any:
+        retry = 0.1
+        subscribed = False
+        while True:
+            try:
+                if not subscribed:
+                    self._redis_connect()
+                    await self.pubsub.subscribe(self.channel)
+                    subscribed, retry = True, 0.1
+                async for message in self.pubsub.listen():
+                    yield message
+            except Exception as exc:
+                log.warning("socket fan-out lost Redis (%s); retrying in %.1f s", exc, retry)
+                subscribed = False
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, _REDIS_RETRY_CAP)
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """A one-line message naming each bad field, for error acks and 4xx bodies."""
     parts = []
@@ -118,9 +147,7 @@ class SocketHub:
         self._sweeper: asyncio.Task[None] | None = None
         manager: socketio.AsyncManager
         if redis.url:
-            manager = socketio.AsyncRedisManager(
-                redis.url, channel=redis.channel, json=codec, logger=log
-            )
+            manager = _RedisManager(redis.url, channel=redis.channel, json=codec, logger=log)
         else:
             manager = socketio.AsyncManager()
         origins = split_list(settings.cors_allowed_origins)

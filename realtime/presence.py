@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.errors import UnavailableError
 
@@ -129,7 +133,13 @@ class RedisPresenceStore:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisPresenceStore:
-        return cls(redis_asyncio.Redis.from_url(url, socket_timeout=5), prefix=prefix)
+        client = redis_asyncio.Redis.from_url(
+            url,
+            socket_timeout=5,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
+        return cls(client, prefix=prefix)
 
     def _user(self, uid: str) -> str:
         return f"{self._prefix}presence:{uid}"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from config.errors import UnavailableError
 from config.keys import ServerKeys, load_server_keys
 from config.settings import Settings
 from crypto.passwords import PasswordHasher
@@ -90,9 +91,14 @@ def build_services(settings: Settings) -> Services:
     realtime = settings.realtime
 
     async def limit_events(user_id: str) -> float:
-        return await kv.take(
-            f"rl:events:{user_id}", rate=realtime.events_per_second, burst=realtime.events_burst
-        )
+        try:
+            return await kv.take(
+                f"rl:events:{user_id}", rate=realtime.events_per_second, burst=realtime.events_burst
+            )
+        except UnavailableError:
+            # Without Redis, chat goes on unthrottled rather than stopping:
+            # messages are durable in the database either way.
+            return 0.0
 
     hub = SocketHub(
         realtime,

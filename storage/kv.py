@@ -11,7 +11,11 @@ import time
 from typing import Protocol
 
 import redis.asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.errors import UnavailableError
 
@@ -163,7 +167,13 @@ class RedisKeyValueStore:
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisKeyValueStore:
         client = redis_asyncio.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
+            url,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+            # A pooled connection goes stale when Redis restarts: retry on a new one.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         return cls(client, prefix=prefix)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from config.errors import AuthenticationError
+from config.errors import AuthenticationError, UnavailableError
 from config.settings import AuthSettings
 from crypto.tokens import (
     AccessTokenIssuer,
@@ -179,8 +179,17 @@ class SessionService:
         return await self.revoke(session_id, reason=reason)
 
     async def ensure_not_revoked(self, session_id: str) -> None:
-        """Refuse a still-unexpired access token whose session was revoked (one kv read)."""
-        if await self._kv.get(f"revoked-session:{session_id}") is not None:
+        """Refuse a still-unexpired access token whose session was revoked (one kv read).
+
+        With the kv store unreachable, the database answers instead (one
+        indexed read), so a Redis outage neither stops requests nor lets a
+        revoked token through.
+        """
+        try:
+            revoked = await self._kv.get(f"revoked-session:{session_id}") is not None
+        except UnavailableError:
+            revoked = not await self.is_active(session_id)
+        if revoked:
             raise InvalidTokenError(
                 "session has been revoked; sign in again", code="session_revoked"
             )
