@@ -136,6 +136,7 @@ class SocketHub:
         self._peers = peers
         self._limiter = limiter
         self._user_sockets: dict[str, int] = {}
+        self._control_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         self._background: list[asyncio.Task[None]] = []
         self._settings = settings
         self._verifier = verifier
@@ -240,9 +241,21 @@ class SocketHub:
             {"type": SESSION_REVOKED_CONTROL, "user_id": user_id, "session_id": session_id}
         )
 
+    def on_control(self, kind: str, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Run ``handler`` on every node for each control message of ``kind``."""
+        self._control_handlers[kind] = handler
+
+    async def publish_control(self, message: dict[str, Any]) -> None:
+        """Send a control message to every node, this one included."""
+        await self._control.publish(message)
+
     async def _on_control(self, message: dict[str, Any]) -> None:
         if message.get("type") == SESSION_REVOKED_CONTROL:
             await self._drop_session(str(message.get("session_id")))
+            return
+        handler = self._control_handlers.get(str(message.get("type")))
+        if handler is not None:
+            await handler(message)
 
     async def _drop_session(self, session_id: str) -> None:
         for sid in list(self._session_sids.get(session_id, ())):

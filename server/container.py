@@ -23,6 +23,7 @@ from server.auth.phone import PhoneAuthService
 from server.auth.sessions import SessionService
 from server.auth.sms import SmsSender, build_sms_sender
 from server.auth.wallets import WalletProofService
+from server.chats.access import ROSTER_CHANGED, RosterCache, Rosters
 from server.chats.conversations import ConversationService
 from server.chats.envelopes import EnvelopeChecker
 from server.chats.messages import MessageService
@@ -125,7 +126,9 @@ def build_services(settings: Settings) -> Services:
     )
     phone_auth = PhoneAuthService(auth, kv, sms, keys.server_secret, users, sessions)
     wallets = WalletProofService(auth, public_url)
-    messages = MessageService(settings.chat, hub, EnvelopeChecker())
+    rosters = Rosters(RosterCache(), hub.publish_control)
+    hub.on_control(ROSTER_CHANGED, rosters.on_notice)
+    messages = MessageService(settings.chat, hub, EnvelopeChecker(), rosters)
     return Services(
         settings=settings,
         registry=registry,
@@ -143,6 +146,6 @@ def build_services(settings: Settings) -> Services:
         wallets=wallets,
         identities=IdentityService(users, sessions, wallets, phone_auth),
         messages=messages,
-        conversations=ConversationService(settings.chat, users, messages),
+        conversations=ConversationService(settings.chat, users, messages, rosters),
         devices=DeviceService(keys.ca_private_key, hub),
     )

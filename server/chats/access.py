@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from config.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
@@ -52,3 +55,91 @@ async def require_member(user_id: str, conversation_id: str) -> Membership:
         role=str(mine[2]),
         member_ids=[str(m[1]) for m in members],
     )
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Who is in a conversation, for the hot paths (send, fan-out, typing)."""
+
+    conversation_id: str
+    kind: str
+    mode: str
+    members: dict[str, str]  # user_id -> role
+
+    def require(self, user_id: str) -> str:
+        """The member's role; 404 for anyone else."""
+        role = self.members.get(user_id)
+        if role is None:
+            raise ConversationNotFoundError("no such conversation, or you are not a member of it")
+        return role
+
+
+class RosterCache:
+    """Rosters kept in memory for ``ttl`` seconds and dropped on every membership change.
+
+    Changes made on this node drop the entry at once; other nodes drop theirs
+    when the control message arrives (milliseconds). The TTL bounds how long a
+    lost control message (a Redis blip) can leave a stale roster.
+    """
+
+    def __init__(self, ttl: float = 5.0, size: int = 100_000) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._entries: dict[str, tuple[float, Roster]] = {}
+
+    async def get(self, conversation_id: str) -> Roster | None:
+        now = time.monotonic()
+        entry = self._entries.get(conversation_id)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        parse_id(conversation_id, "conversation_id")
+        conversation = await Conversation.filter(id=conversation_id).values("kind", "mode")
+        if not conversation:
+            self._entries.pop(conversation_id, None)
+            return None
+        members = await Member.filter(conversation_id=conversation_id).values_list(
+            "user_id", "role"
+        )
+        roster = Roster(
+            conversation_id=conversation_id,
+            kind=conversation[0]["kind"],
+            mode=conversation[0]["mode"],
+            members={str(uid): str(role) for uid, role in members},
+        )
+        if len(self._entries) >= self._size:
+            self._entries.clear()  # crude but bounded; rosters refill on demand
+        self._entries[conversation_id] = (now + self._ttl, roster)
+        return roster
+
+    async def member(self, user_id: str, conversation_id: str) -> Roster:
+        roster = await self.get(conversation_id)
+        if roster is None:
+            raise ConversationNotFoundError("no such conversation, or you are not a member of it")
+        roster.require(user_id)
+        return roster
+
+    def invalidate(self, conversation_id: str) -> None:
+        self._entries.pop(conversation_id, None)
+
+
+ROSTER_CHANGED = "roster_changed"
+
+
+class Rosters:
+    """The roster cache plus the notice that drops an entry on every node."""
+
+    def __init__(
+        self,
+        cache: RosterCache,
+        publish: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.cache = cache
+        self._publish = publish
+
+    async def changed(self, conversation_id: str) -> None:
+        self.cache.invalidate(conversation_id)
+        if self._publish is not None:
+            await self._publish({"type": ROSTER_CHANGED, "conversation_id": conversation_id})
+
+    async def on_notice(self, message: dict[str, Any]) -> None:
+        self.cache.invalidate(str(message.get("conversation_id")))

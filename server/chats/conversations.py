@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 
 from config.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
 from config.settings import ChatSettings
-from server.chats.access import Membership, parse_id, require_member
+from server.chats.access import Membership, RosterCache, Rosters, parse_id, require_member
 from server.chats.messages import MessageService
 from server.chats.schemas import ConversationOut, ConversationPage, MemberOut
 from server.users.service import UserNotFoundError, UserService
@@ -31,11 +31,16 @@ def _system_id() -> str:
 
 class ConversationService:
     def __init__(
-        self, settings: ChatSettings, users: UserService, messages: MessageService
+        self,
+        settings: ChatSettings,
+        users: UserService,
+        messages: MessageService,
+        rosters: Rosters | None = None,
     ) -> None:
         self._settings = settings
         self._users = users
         self._messages = messages
+        self._rosters = rosters or Rosters(RosterCache())
 
     # -- creating -------------------------------------------------------------
 
@@ -252,6 +257,8 @@ class ConversationService:
         body: dict[str, Any],
         notify: list[str] | None = None,
     ) -> None:
+        # Every system message follows a change of members, roles or settings.
+        await self._rosters.changed(conversation_id)
         await self._messages.append(
             conversation_id,
             sender_id=None,

@@ -15,19 +15,26 @@ room. Nothing is acknowledged before it is durable; a resend with the same
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
 from pydantic import ValidationError
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
 from config.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
 from config.settings import ChatSettings
 from realtime.events import MESSAGE_NEW, RECEIPT_UPDATED, TYPING
 from realtime.hub import describe_validation_error
-from server.chats.access import Membership, require_member
+from server.chats.access import (
+    ConversationNotFoundError,
+    Roster,
+    RosterCache,
+    Rosters,
+    require_member,
+)
 from server.chats.envelopes import EnvelopeChecker
 from server.chats.schemas import (
     ConversationSync,
@@ -38,7 +45,8 @@ from server.chats.schemas import (
     SyncPage,
     TextBody,
 )
-from storage.models import Conversation, Member, Message
+from storage import sql
+from storage.models import Member, Message
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +94,16 @@ def message_out(message: Message) -> MessageOut:
 
 class MessageService:
     def __init__(
-        self, settings: ChatSettings, emitter: Emitter, envelopes: EnvelopeChecker
+        self,
+        settings: ChatSettings,
+        emitter: Emitter,
+        envelopes: EnvelopeChecker,
+        rosters: Rosters | None = None,
     ) -> None:
         self._settings = settings
         self._emitter = emitter
         self._envelopes = envelopes
+        self._rosters = rosters or Rosters(RosterCache())
 
     # -- the send path --------------------------------------------------------
 
@@ -102,13 +115,16 @@ class MessageService:
         kind: str,
         body: dict[str, Any],
     ) -> MessageOut:
-        membership = await require_member(user_id, conversation_id)
-        existing = await Message.get_or_none(
-            conversation_id=conversation_id, sender_id=user_id, client_msg_id=client_msg_id
-        )
-        if existing is not None:
-            return message_out(existing)
-        await self._check_body(membership, user_id, client_msg_id, kind, body)
+        roster = await self._rosters.cache.member(user_id, conversation_id)
+        if kind == "envelope":
+            # A resend must get its first ack even if device keys changed since,
+            # so look before checking the envelope again.
+            existing = await Message.get_or_none(
+                conversation_id=conversation_id, sender_id=user_id, client_msg_id=client_msg_id
+            )
+            if existing is not None:
+                return message_out(existing)
+        await self._check_body(roster, user_id, client_msg_id, kind, body)
         return await self.append(
             conversation_id,
             sender_id=user_id,
@@ -131,53 +147,110 @@ class MessageService:
         """Store a message with the next seq (and apply ``update`` to its target), then fan out.
 
         ``notify`` adds users outside the membership (a removed member learns of it).
+        A repeated ``client_msg_id`` hits the unique index, which rolls the seq
+        back with the insert: the stored message is returned, nothing is sent.
         """
+        message_id = str(uuid.uuid4())
+        now = datetime.now(UTC)
         try:
-            async with in_transaction():
-                # The UPDATE holds the conversation's row lock until commit, so
-                # seqs are handed out one at a time and a rollback leaves no gap.
-                await Conversation.filter(id=conversation_id).update(last_seq=F("last_seq") + 1)
-                seqs = await Conversation.filter(id=conversation_id).values_list(
-                    "last_seq", flat=True
+            if update is None and sql.is_postgres():
+                row = await sql.fetch_one(
+                    _APPEND_POSTGRES,
+                    [
+                        conversation_id,
+                        message_id,
+                        conversation_id,
+                        sender_id,
+                        client_msg_id,
+                        kind,
+                        orjson.dumps(body).decode(),
+                        now,
+                    ],
                 )
-                message = await Message.create(
-                    conversation_id=conversation_id,
-                    seq=seqs[0],
-                    sender_id=sender_id,
-                    client_msg_id=client_msg_id,
-                    kind=kind,
-                    body=body,
-                    target_id=update[0] if update is not None else None,
+                seq = int(row["seq"]) if row is not None else None
+            else:
+                seq = await self._append_in_transaction(
+                    conversation_id, message_id, sender_id, client_msg_id, kind, body, now, update
                 )
-                if update is not None:
-                    target_id, changes = update
-                    await Message.filter(id=target_id).update(**changes)
-                    if kind == "delete":
-                        # Earlier edits carry the text too: a delete scrubs them.
-                        await Message.filter(target_id=target_id, kind="edit").update(
-                            body={"target": target_id}
-                        )
         except IntegrityError:
-            # The same client_msg_id raced in on another socket or node.
             existing = await Message.get_or_none(
                 conversation_id=conversation_id, sender_id=sender_id, client_msg_id=client_msg_id
             )
             if existing is None:
                 raise
             return message_out(existing)
-        out = message_out(message)
+        if seq is None:
+            raise ConversationNotFoundError("no such conversation")
+        out = MessageOut.model_construct(
+            id=message_id,
+            conversation_id=conversation_id,
+            seq=seq,
+            sender_id=sender_id,
+            client_msg_id=client_msg_id,
+            kind=kind,
+            body=body,
+            created_at=now,
+            edited_at=None,
+            deleted_at=None,
+        )
         await self._fan_out(conversation_id, out, notify or [])
         return out
 
+    async def _append_in_transaction(
+        self,
+        conversation_id: str,
+        message_id: str,
+        sender_id: str | None,
+        client_msg_id: str,
+        kind: str,
+        body: dict[str, Any],
+        now: datetime,
+        update: tuple[str, dict[str, Any]] | None,
+    ) -> int | None:
+        async with in_transaction() as conn:
+            # The UPDATE holds the conversation's row lock until commit, so seqs are
+            # handed out one at a time and a rollback leaves no gap.
+            row = await sql.fetch_one(
+                "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
+                [conversation_id],
+                conn=conn,
+            )
+            if row is None:
+                return None
+            seq = int(row["last_seq"])
+            await Message.create(
+                id=message_id,
+                conversation_id=conversation_id,
+                seq=seq,
+                sender_id=sender_id,
+                client_msg_id=client_msg_id,
+                kind=kind,
+                body=body,
+                created_at=now,
+                target_id=update[0] if update is not None else None,
+                using_db=conn,
+            )
+            if update is not None:
+                target_id, changes = update
+                await Message.filter(id=target_id).using_db(conn).update(**changes)
+                if kind == "delete":
+                    # Earlier edits carry the text too: a delete scrubs them.
+                    await (
+                        Message.filter(target_id=target_id, kind="edit")
+                        .using_db(conn)
+                        .update(body={"target": target_id})
+                    )
+            return seq
+
     async def _check_body(
         self,
-        membership: Membership,
+        roster: Roster,
         user_id: str,
         client_msg_id: str,
         kind: str,
         body: dict[str, Any],
     ) -> None:
-        mode = membership.conversation.mode
+        mode = roster.mode
         if kind == "envelope":
             if mode != "encrypted":
                 raise InvalidRequestError(
@@ -186,7 +259,7 @@ class MessageService:
                 )
             await self._envelopes.check(
                 body,
-                conversation_id=str(membership.conversation.id),
+                conversation_id=roster.conversation_id,
                 sender_id=user_id,
                 client_msg_id=client_msg_id,
             )
@@ -214,14 +287,14 @@ class MessageService:
         body: dict[str, Any],
     ) -> MessageOut:
         """Replace a message's body (its sender only); an ``edit`` message records it."""
-        membership = await require_member(user_id, conversation_id)
         target = await self._target(conversation_id, message_id)
         if target.sender_id is None or str(target.sender_id) != user_id:
             raise PermissionDeniedError("only the sender may edit a message", code="not_allowed")
         if target.deleted_at is not None:
             raise ConflictError("the message was deleted", code="message_deleted")
         body = _validated_body(target.kind, body)
-        await self._check_body(membership, user_id, client_msg_id, target.kind, body)
+        roster = await self._rosters.cache.member(user_id, conversation_id)
+        await self._check_body(roster, user_id, client_msg_id, target.kind, body)
         now = datetime.now(UTC)
         return await self.append(
             conversation_id,
@@ -378,8 +451,8 @@ class MessageService:
 
     async def typing(self, user_id: str, conversation_id: str, state: str) -> None:
         """Tell the other members someone is typing; clients expire it after ``typing_ttl``."""
-        membership = await require_member(user_id, conversation_id)
-        others = [m for m in membership.member_ids if m != user_id]
+        roster = await self._rosters.cache.member(user_id, conversation_id)
+        others = [m for m in roster.members if m != user_id]
         await self._emitter.emit_to_users(
             TYPING,
             {
@@ -394,10 +467,8 @@ class MessageService:
     # -- fan-out --------------------------------------------------------------
 
     async def _fan_out(self, conversation_id: str, message: MessageOut, extra: list[str]) -> None:
-        member_ids = await Member.filter(conversation_id=conversation_id).values_list(
-            "user_id", flat=True
-        )
-        recipients = [str(m) for m in member_ids] + extra
+        roster = await self._rosters.cache.get(conversation_id)
+        recipients = [*(roster.members if roster is not None else []), *extra]
         try:
             await self._emitter.emit_to_users(
                 MESSAGE_NEW, message.model_dump(mode="json"), recipients
@@ -405,3 +476,15 @@ class MessageService:
         except Exception:
             # The message is durable and acked; clients fill the gap on sync.
             log.exception("fan-out of message %s failed", message.id)
+
+
+# Seq and insert in one statement; a duplicate client_msg_id fails the whole
+# statement (unique index), so the seq increment is rolled back with it.
+_APPEND_POSTGRES = """
+WITH s AS (
+    UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq
+)
+INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, kind, body, created_at)
+SELECT ?, ?, s.last_seq, ?, ?, ?, ?::jsonb, ? FROM s
+RETURNING seq
+"""
