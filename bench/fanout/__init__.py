@@ -1,0 +1,1 @@
+"""Fan-out benchmark: deliveries/s, send-to-receive latency, RSS per socket."""
