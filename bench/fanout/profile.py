@@ -2,9 +2,9 @@
 
     .venv/bin/python -m bench.fanout.profile bench/results/fanout-profile-w1-m10-r200.txt
 
-Prints where the samples go twice: by the package of the innermost frame (self
-time), and by step of the send path (inclusive: a sample counts for every step
-on its stack, so the steps can add up past 100%).
+Prints where the samples go: by the package of the innermost frame (self time),
+by step of the send path (each sample in the first step whose frames it holds),
+and the hottest innermost frames.
 """
 
 from __future__ import annotations
@@ -36,46 +36,93 @@ PACKAGES = [
     ("crypto/", "parley"),
 ]
 
-# A step is on the stack when one of its frames is.
+# Steps of the work, first match wins (so they add up to 100%). py-spy's
+# --nonblocking samples are sometimes cut short; a sample is put in the first
+# step one of whose frames it holds.
 STEPS = [
-    ("event limiter (Redis token bucket)", ("limit_events", "RedisKeyValueStore.take")),
-    ("payload validation (pydantic)", ("model_validate",)),
-    ("require_member (2 queries)", ("require_member",)),
+    ("event limiter (Redis token bucket per event)", ("limit_events", "KeyValueStore.take")),
+    ("payload validation and ack encoding (pydantic)", ("model_validate", "model_dump")),
     (
-        "idempotency lookup (get_or_none)",
+        "persist: roster lookup and the INSERT (asyncpg, ORM)",
         (
-            "MessageService.send (server/chats/messages.py:113)",
-            "MessageService.send (server/chats/messages.py:114)",
+            "fetch_one",
+            "RosterCache",
+            "asyncpg/",
+            "tortoise/",
+            "pypika",
         ),
     ),
     (
-        "persist transaction (seq + insert)",
+        "fan-out: socketio manager emit (a task per recipient socket, queue put)",
         (
-            "MessageService.append (server/chats/messages.py:1",
-            "in_transaction",
-            "TransactionContext",
+            "_fan_out",
+            "emit_to_users",
+            "AsyncManager.emit",
+            "_send_eio_packet",
+            "AsyncSocket.send (",
+            "AsyncServer.send_packet",
+            "get_participants",
         ),
     ),
-    ("fan-out member lookup", ("MessageService._fan_out (server/chats/messages.py:39",)),
-    ("emit_to_users (socketio manager)", ("emit_to_users",)),
     (
-        "Redis pub/sub publish/listen",
+        "per-socket writer: engine.io writer task, uvicorn frame + transport write",
         (
+            "writer (engineio",
+            "WebSocket.send (engineio",
+            "WebSocketsSansIOProtocol.send (",
+            "AsyncSocket.poll",
+            "Frame.serialize",
+        ),
+    ),
+    (
+        "Redis pub/sub (publish, listener, decode)",
+        (
+            "AsyncPubSubManager",
             "AsyncRedisManager",
-            "AsyncPubSubManager._publish",
-            "AsyncPubSubManager._thread",
-            "_redis_listen",
+            "PushNotifications",
+            "pubsub",
         ),
     ),
     (
-        "engine.io socket writer (per-socket send)",
-        ("AsyncSocket._websocket_handler.<locals>.writer", "AsyncSocket.send"),
+        "Redis client, unattributed (the limiter's call or a publish; sample cut short)",
+        ("redis/",),
     ),
-    ("uvicorn websocket I/O", ("WebSocketsSansIOProtocol",)),
-    ("message_out / model_dump", ("message_out", "model_dump")),
-    ("metrics", ("prometheus_client",)),
-    ("ORM (tortoise, all)", ("tortoise/",)),
-    ("asyncpg (all)", ("asyncpg/",)),
+    (
+        "inbound: uvicorn frame parsing, engine.io reader loop",
+        (
+            "data_received",
+            "handle_events",
+            "handle_text",
+            "_websocket_handler",
+            "WebSocket.wait",
+            "WebSocketsSansIOProtocol.receive",
+        ),
+    ),
+    ("socket event dispatch (socketio, hub)", ("_handle_event", "_trigger_event", "dispatch")),
+    ("metrics and logging", ("prometheus_client", "logging/")),
+    (
+        "periodic tasks (presence, sweeps, pings)",
+        (
+            "_presence_loop",
+            "_slow_consumer_loop",
+            "_sweep_sessions",
+            "keepalive",
+            "schedule_ping",
+        ),
+    ),
+    (
+        "asyncio plumbing, unattributed (wait_for, tasks, queues)",
+        (
+            "asyncio/tasks.py",
+            "asyncio/queues.py",
+            "asyncio/locks.py",
+            "asyncio/streams.py",
+            "asyncio/futures.py",
+            "asyncio/events.py",
+            "asyncio/base_events.py",
+        ),
+    ),
+    ("event loop itself (uvloop C code, no Python frame)", ("Runner.run",)),
 ]
 
 
@@ -104,10 +151,13 @@ def main(path: str) -> None:
         for name, markers in STEPS:
             if any(m in stack for m in markers):
                 by_step[name] += count
+                break
+        else:
+            by_step["other"] += count
     print(f"{total} samples (non-idle)\n\nself time by package:")
     for name, count in by_package.most_common(16):
         print(f"  {100 * count / total:5.1f}%  {name}")
-    print("\ninclusive time by step (overlapping):")
+    print("\nby step (first match):")
     for name, count in by_step.most_common():
         print(f"  {100 * count / total:5.1f}%  {name}")
     print("\nhottest innermost frames:")

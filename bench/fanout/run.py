@@ -104,6 +104,7 @@ class Node:
             "PARLEY_LOG_LEVEL": "WARNING",
         }
         env.update(self.extra_env)
+        env = {k: v for k, v in env.items() if v != ""}  # KEY= removes a setting
         self.server = ServerProcess(env, name="bench").start(timeout=90)
         # Give the workers (when several) time to open their pools and Redis.
         await asyncio.sleep(1.0)
@@ -163,6 +164,14 @@ def cpu_ticks(pids: list[int]) -> float:
         if fields is not None:
             total += int(fields[12]) + int(fields[13])
     return total / TICK
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all CPUs; /proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(f) for f in fields]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / TICK
 
 
 def pids_named(*names: str) -> list[int]:
@@ -456,10 +465,12 @@ async def timed_run(
     }
 
     timeline: dict[str, list[float]] = {k: [] for k in groups}
+    timeline["machine"] = []
 
     async def sample_cpu() -> dict[str, float]:
         await asyncio.sleep(max(0.0, start_at - time.time()))
         before = {k: cpu_ticks(v) for k, v in groups.items()}
+        before["machine"] = machine_busy()
         t0 = time.perf_counter()
         last = dict(before)
         # Once a second: CPU of each group over that second (a timeline for stalls).
@@ -469,9 +480,17 @@ async def timed_run(
                 now = cpu_ticks(v)
                 timeline[k].append(round(now - last[k], 2))
                 last[k] = now
+            now = machine_busy()
+            timeline["machine"].append(round(now - last["machine"], 2))
+            last["machine"] = now
         await asyncio.sleep(max(0.0, t0 + duration - time.perf_counter()))
         seconds = time.perf_counter() - t0
-        return {k: (cpu_ticks(v) - before[k]) / seconds for k, v in groups.items()}
+        cores = {k: (cpu_ticks(v) - before[k]) / seconds for k, v in groups.items()}
+        # Everything else on the machine (this runner, the kernel, anything
+        # else running): a busy neighbour shows here.
+        cores["machine"] = (machine_busy() - before["machine"]) / seconds
+        cores["other"] = cores["machine"] - sum(cores[k] for k in groups)
+        return cores
 
     cpu_task = asyncio.create_task(sample_cpu())
     spy = None
@@ -590,7 +609,8 @@ def describe(r: dict[str, Any]) -> str:
         f"p50 {lat['p50']:.1f} p95 {lat['p95']:.1f} p99 {lat['p99']:.1f} max {lat['max']:.0f} ms, "
         f"ack p50 {r['ack_latency_ms']['p50']:.1f} ms, missing {r['missing']}, "
         f"errors {sum(r['ack_errors'].values())}, cpu server {cpu['server']:.2f} "
-        f"gen {cpu['generators']:.2f} pg {cpu['postgres']:.2f} redis {cpu['redis']:.2f}"
+        f"gen {cpu['generators']:.2f} pg {cpu['postgres']:.2f} redis {cpu['redis']:.2f} "
+        f"other {cpu['other']:.2f}"
     )
 
 
@@ -607,6 +627,11 @@ async def settle(node: Node, limit: float = 90.0) -> float:
 
 
 # -- parts ------------------------------------------------------------------------------
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """Extra PARLEY_* settings for the node (--server-env KEY=VALUE, for experiments)."""
+    return dict(item.split("=", 1) for item in args.server_env)
 
 
 def ladder(args: argparse.Namespace, group: int) -> list[float]:
@@ -678,7 +703,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
             f"\n== throughput: {workers} worker(s), {args.clients} clients, "
             f"{args.procs} generator processes ({args.client})"
         )
-        async with Node(workers) as node:
+        async with Node(workers, server_env(args)) as node:
             started = time.perf_counter()
             users = await sign_in(node.url, args.clients)
             print(f"  signed in {len(users)} users in {time.perf_counter() - started:.1f} s")
@@ -759,6 +784,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
             "text_bytes": args.text_bytes,
             "mode": "plaintext",
             "transport": "websocket",
+            "server_env": server_env(args),
         },
         "results": results,
     }
@@ -769,7 +795,7 @@ async def memory(args: argparse.Namespace) -> dict[str, Any]:
         f"\n== memory: {args.sockets} idle sockets, {args.memory_workers} worker(s), "
         f"{args.memory_procs} generator processes ({args.client})"
     )
-    async with Node(args.memory_workers) as node:
+    async with Node(args.memory_workers, server_env(args)) as node:
         users = await sign_in(node.url, args.sockets)
         # Idle sockets: no groups, nothing sent.
         clients = [(t, u, "00000000-0000-0000-0000-000000000000") for u, t in users]
@@ -848,7 +874,7 @@ async def clients_part(args: argparse.Namespace) -> dict[str, Any]:
         f"one generator process per kind"
     )
     out: dict[str, Any] = {}
-    async with Node(1) as node:
+    async with Node(1, server_env(args)) as node:
         users = await sign_in(node.url, n)
         conversations = await make_groups(node.url, users, group)
         clients = [(t, u, c) for (u, t), c in zip(users, conversations, strict=True)]
@@ -963,6 +989,14 @@ async def main() -> None:
         help="throughput: py-spy the busiest server process during run 1 "
         "(bench/results/fanout-profile-*.txt; summarize with "
         "python -m bench.fanout.profile)",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra setting for the node, e.g. PARLEY_REALTIME_PRESENCE_HEARTBEAT=60; KEY= "
+        "removes one (repeatable)",
     )
     parser.add_argument("--sockets", type=int, default=5000, help="memory: idle sockets")
     parser.add_argument("--memory-workers", type=int, default=1, help="memory: workers")
