@@ -26,6 +26,7 @@ import socketio
 
 from client.account import AccountMethods
 from client.e2ee import E2EEMethods
+from client.media import MediaMethods
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class ParleyApiError(Exception):
         self.message = message
 
 
-class ParleyClient(AccountMethods, E2EEMethods):
+class ParleyClient(AccountMethods, E2EEMethods, MediaMethods):
     def __init__(
         self,
         base_url: str,

@@ -164,9 +164,29 @@ class EmailSettings(_Section):
 
 
 class MediaSettings(_Section):
+    # Blob store: "local" keeps blobs under dir, "s3" in an S3-compatible bucket.
+    store: Literal["local", "s3"] = "local"
+    # Local blobs live in dir/blobs; uploads are spooled to dir/tmp either way.
     dir: Path = Path("var/media")
-    max_upload_bytes: Annotated[int, Field(ge=1024)] = 25 * 1024 * 1024
-    max_pixels: Annotated[int, Field(ge=1)] = 100_000_000
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "parley-media"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = ""
+    # Largest image upload and largest encrypted blob, in bytes.
+    max_upload_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 25 * 1024 * 1024
+    max_blob_bytes: Annotated[int, Field(ge=1024, le=1024**3)] = 25 * 1024 * 1024
+    # Images with more pixels (all frames together) are refused before decoding.
+    max_pixels: Annotated[int, Field(ge=1, le=1_000_000_000)] = 100_000_000
+    # Image processing threads, and jobs that may wait for one before uploads
+    # are turned away with 503.
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    queue: Annotated[int, Field(ge=0, le=10_000)] = 32
+    # Bytes a user may keep stored (all variants and blobs), and uploads per minute.
+    quota_bytes: Annotated[int, Field(ge=0)] = 1024**3
+    uploads_per_minute: Annotated[float, Field(gt=0, le=100_000)] = 60
+    uploads_burst: Annotated[int, Field(ge=1, le=100_000)] = 20
 
 
 class RealtimeSettings(_Section):

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from config.errors import UnavailableError
 from config.logging import configure_logging
 from config.settings import Settings, load_settings, split_list
 from server.auth.account_routes import router as account_router
@@ -27,6 +28,7 @@ from server.container import Services, build_services
 from server.devices.routes import router as devices_router
 from server.drain import drain_on_sigterm
 from server.errors import install_error_handlers
+from server.media.routes import router as media_router
 from server.middleware import RequestContextMiddleware
 from server.ops.routes import router as ops_router
 from server.users.routes import router as users_router
@@ -50,6 +52,13 @@ def _lifespan(services: Services) -> Any:
             stack.push_async_callback(services.kv.close)
             stack.push_async_callback(services.sms.close)
             stack.push_async_callback(services.mailer.close)
+            stack.callback(services.media_pool.close)
+            stack.push_async_callback(services.blobs.close)
+            try:
+                await services.blobs.ping()
+            except UnavailableError as exc:
+                # Chat works without media; /readyz reports it until fixed.
+                log.error("media store unavailable: %s", exc.message)
             await services.hub.start()
             stack.push_async_callback(services.hub.close)
             tasks = BackgroundTasks()
@@ -122,6 +131,7 @@ def create_app(settings: Settings | None = None) -> Any:
         users_router,
         chats_router,
         devices_router,
+        media_router,
     ):
         api.include_router(router)
     register_chat_events(services.hub, services.messages)

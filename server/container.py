@@ -11,6 +11,8 @@ from config.keys import ServerKeys, load_server_keys
 from config.settings import Settings
 from crypto.passwords import PasswordHasher
 from crypto.tokens import AccessTokenIssuer, AccessTokenVerifier, InvalidTokenError
+from media.blobs import BlobStore, build_blob_store
+from media.pool import MediaPool
 from realtime.control import build_control_bus
 from realtime.hub import Principal, SocketHub
 from realtime.metrics import RealtimeMetrics
@@ -28,6 +30,7 @@ from server.chats.conversations import ConversationService
 from server.chats.envelopes import EnvelopeChecker
 from server.chats.messages import MessageService
 from server.devices.service import DeviceService
+from server.media.service import MediaService
 from server.metrics import HttpMetrics
 from server.users.service import UserService
 from storage.kv import KeyValueStore, MemoryKeyValueStore, RedisKeyValueStore
@@ -53,6 +56,9 @@ class Services:
     messages: MessageService
     conversations: ConversationService
     devices: DeviceService
+    blobs: BlobStore
+    media_pool: MediaPool
+    media: MediaService
     draining: bool = False
 
 
@@ -129,6 +135,8 @@ def build_services(settings: Settings) -> Services:
     rosters = Rosters(RosterCache(), hub.publish_control)
     hub.on_control(ROSTER_CHANGED, rosters.on_notice)
     messages = MessageService(settings.chat, hub, EnvelopeChecker(), rosters)
+    blobs = build_blob_store(settings.media)
+    media_pool = MediaPool(settings.media.workers, settings.media.queue)
     return Services(
         settings=settings,
         registry=registry,
@@ -148,4 +156,7 @@ def build_services(settings: Settings) -> Services:
         messages=messages,
         conversations=ConversationService(settings.chat, users, messages, rosters),
         devices=DeviceService(keys.ca_private_key, hub),
+        blobs=blobs,
+        media_pool=media_pool,
+        media=MediaService(settings.media, blobs, media_pool, kv, rosters.cache),
     )

@@ -54,6 +54,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, RateLimitedError):
             headers = {"Retry-After": str(exc.retry_after)}
+        elif exc.status == 503:
+            headers = {"Retry-After": "1"}
         elif exc.status == 401:
             headers = {"WWW-Authenticate": f'Bearer error="{exc.code}"'}
         return error_response(exc.status, exc.code, exc.message, headers)

@@ -29,6 +29,8 @@ class User(Model):
     login_key = fields.CharField(max_length=64, null=True, unique=True)
     # argon2id(HMAC-SHA256(pepper, password)); the pepper is never stored.
     password_hash = fields.CharField(max_length=255, null=True)
+    # A media id (an image the user uploaded); anyone signed in may fetch it.
+    avatar_media_id = fields.UUIDField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
@@ -251,3 +253,71 @@ class Message(Model):
     class Meta:
         table = "messages"
         unique_together = (("conversation", "seq"), ("conversation", "sender", "client_msg_id"))
+
+
+class Media(Model):
+    """An uploaded image (its processed variants) or an opaque encrypted blob."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="media", on_delete=fields.CASCADE
+    )
+    owner_id: uuid.UUID
+    # image (processed by the server) | blob (end-to-end encrypted, opaque)
+    kind = fields.CharField(max_length=16)
+    # Format sniffed from the upload (jpeg, png, webp, gif, heic, avif), blank for blobs.
+    source_format = fields.CharField(max_length=8, default="")
+    # Upright size of the full variant, and whether it is animated.
+    width = fields.IntField(default=0)
+    height = fields.IntField(default=0)
+    animated = fields.BooleanField(default=False)
+    # ThumbHash (base64) for the UI to paint before the thumbnail arrives.
+    placeholder = fields.CharField(max_length=64, default="")
+    # Bytes stored for it, all variants together: what counts against the quota.
+    bytes = fields.BigIntField(default=0)
+    # Set once it is an avatar: then anyone signed in may fetch it.
+    public = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "media"
+
+
+class MediaVariant(Model):
+    """One stored rendition of a media item, addressed by the SHA-256 of its bytes."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    media: fields.ForeignKeyRelation[Media] = fields.ForeignKeyField(
+        "parley.Media", related_name="variants", on_delete=fields.CASCADE
+    )
+    media_id: uuid.UUID
+    # full.webp, full.jpg, 640.webp, ..., or blob
+    name = fields.CharField(max_length=16)
+    key = fields.CharField(max_length=64, db_index=True)
+    content_type = fields.CharField(max_length=32)
+    width = fields.IntField(default=0)
+    height = fields.IntField(default=0)
+    bytes = fields.BigIntField()
+
+    class Meta:
+        table = "media_variants"
+        unique_together = (("media", "name"),)
+
+
+class MediaUse(Model):
+    """A conversation a media item was posted in (or uploaded for): its members may fetch it."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    media: fields.ForeignKeyRelation[Media] = fields.ForeignKeyField(
+        "parley.Media", related_name="uses", on_delete=fields.CASCADE
+    )
+    media_id: uuid.UUID
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "parley.Conversation", related_name="media_uses", on_delete=fields.CASCADE
+    )
+    conversation_id: uuid.UUID
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "media_uses"
+        unique_together = (("media", "conversation"),)

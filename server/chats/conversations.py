@@ -21,6 +21,7 @@ from config.settings import ChatSettings
 from server.chats.access import Membership, RosterCache, Rosters, parse_id, require_member
 from server.chats.messages import MessageService
 from server.chats.schemas import ConversationOut, ConversationPage, MemberOut
+from server.media.service import make_avatar
 from server.users.service import UserNotFoundError, UserService
 from storage.models import Conversation, Member, User
 
@@ -131,6 +132,8 @@ class ConversationService:
         membership.require_role("admin", "owner")
         if not changes:
             return await self._out(membership.conversation, me_user=user_id)
+        if changes.get("avatar_media_id") is not None:
+            await make_avatar(user_id, str(changes["avatar_media_id"]), "avatar_media_id")
         await Conversation.filter(id=conversation_id).update(**changes)
         await self._system(
             conversation_id,

@@ -45,6 +45,7 @@ from server.chats.schemas import (
     SyncPage,
     TextBody,
 )
+from server.media.service import attach_to_conversation
 from storage import sql
 from storage.models import Member, Message
 
@@ -269,6 +270,8 @@ class MessageService:
                 f"kind: {kind} messages would be plaintext; this conversation is encrypted",
                 code="wrong_mode",
             )
+        if kind == "image":
+            await attach_to_conversation(user_id, str(body["media_id"]), roster.conversation_id)
         text = body.get("text") if kind == "text" else body.get("caption", "")
         if isinstance(text, str) and len(text) > self._settings.max_text_chars:
             raise InvalidRequestError(

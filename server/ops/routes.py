@@ -26,7 +26,8 @@ async def readyz(services: ServicesDep) -> Response:
     """Ready for traffic: the database and the key-value store answer, and not draining."""
     checks: dict[str, Any] = {}
     ready = True
-    for name, probe in (("database", database.ping), ("kv", services.kv.ping)):
+    probes = (("database", database.ping), ("kv", services.kv.ping), ("media", services.blobs.ping))
+    for name, probe in probes:
         try:
             await probe()
             checks[name] = "ok"

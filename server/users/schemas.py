@@ -11,6 +11,9 @@ class UserOut(BaseModel):
     id: str
     code: str
     nickname: str
+    avatar_media_id: str | None = Field(
+        description="Fetch with GET /v1/media/{id}/{variant}; any signed-in user may"
+    )
     created_at: datetime
 
 

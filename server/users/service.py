@@ -30,7 +30,11 @@ def new_user_code() -> str:
 
 def user_out(user: User) -> UserOut:
     return UserOut(
-        id=str(user.id), code=user.code, nickname=user.nickname, created_at=user.created_at
+        id=str(user.id),
+        code=user.code,
+        nickname=user.nickname,
+        avatar_media_id=str(user.avatar_media_id) if user.avatar_media_id else None,
+        created_at=user.created_at,
     )
 
 
