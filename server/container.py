@@ -31,7 +31,7 @@ from server.chats.envelopes import EnvelopeChecker
 from server.chats.messages import MessageService
 from server.devices.service import DeviceService
 from server.media.service import MediaService
-from server.metrics import HttpMetrics
+from server.metrics import HttpMetrics, MediaMetrics
 from server.users.service import UserService
 from storage.kv import KeyValueStore, MemoryKeyValueStore, RedisKeyValueStore
 
@@ -158,5 +158,7 @@ def build_services(settings: Settings) -> Services:
         devices=DeviceService(keys.ca_private_key, hub),
         blobs=blobs,
         media_pool=media_pool,
-        media=MediaService(settings.media, blobs, media_pool, kv, rosters.cache),
+        media=MediaService(
+            settings.media, blobs, media_pool, kv, rosters.cache, MediaMetrics(registry)
+        ),
     )

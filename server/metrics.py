@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class HttpMetrics:
@@ -19,4 +19,30 @@ class HttpMetrics:
             ["method", "route"],
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+
+
+class MediaMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.uploads = Counter(
+            "parley_media_uploads_total",
+            "Media uploads by kind (image, blob) and outcome (ok or error code)",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.process_seconds = Histogram(
+            "parley_media_process_seconds",
+            "Time to process one image in the pool (waiting included)",
+            registry=registry,
+            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.stored_bytes = Counter(
+            "parley_media_stored_bytes_total",
+            "Bytes of variants and blobs stored",
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "parley_media_jobs_in_flight",
+            "Images being processed or waiting for a worker",
+            registry=registry,
         )

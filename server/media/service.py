@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from tortoise.exceptions import IntegrityError
@@ -25,6 +25,7 @@ from tortoise.transactions import in_transaction
 from config.errors import (
     InvalidRequestError,
     NotFoundError,
+    ParleyError,
     PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitedError,
@@ -37,6 +38,7 @@ from media.pool import MediaPool
 from media.spool import Spooled, spool
 from server.chats.access import Roster, RosterCache, parse_id
 from server.media.schemas import MediaOut, MediaPage, UsageOut, VariantOut
+from server.metrics import MediaMetrics
 from storage import sql
 from storage.kv import KeyValueStore
 from storage.models import Conversation, Media, MediaUse, MediaVariant, User
@@ -136,12 +138,15 @@ class MediaService:
         pool: MediaPool,
         kv: KeyValueStore,
         rosters: RosterCache,
+        metrics: MediaMetrics,
     ) -> None:
         self._settings = settings
         self._store = store
         self._pool = pool
         self._kv = kv
         self._rosters = rosters
+        self._metrics = metrics
+        metrics.in_flight.set_function(lambda: pool.in_flight)
         self._spec = Spec(max_pixels=settings.max_pixels)
         self._tmp = Path(settings.dir) / "tmp"
 
@@ -150,15 +155,41 @@ class MediaService:
     async def upload_image(
         self, user_id: str, body: AsyncIterator[bytes], declared: int | None
     ) -> MediaOut:
+        with self._counted("image"):
+            return await self._upload_image(user_id, body, declared)
+
+    async def upload_blob(
+        self, user_id: str, conversation_id: str, body: AsyncIterator[bytes], declared: int | None
+    ) -> MediaOut:
+        with self._counted("blob"):
+            return await self._upload_blob(user_id, conversation_id, body, declared)
+
+    @contextlib.contextmanager
+    def _counted(self, kind: str) -> Iterator[None]:
+        try:
+            yield
+        except ParleyError as exc:
+            self._metrics.uploads.labels(kind, exc.code).inc()
+            raise
+        except Exception:
+            self._metrics.uploads.labels(kind, "internal_error").inc()
+            raise
+        self._metrics.uploads.labels(kind, "ok").inc()
+
+    async def _upload_image(
+        self, user_id: str, body: AsyncIterator[bytes], declared: int | None
+    ) -> MediaOut:
         await self._admit(user_id, declared, self._settings.max_upload_bytes)
         upload = await spool(body, self._tmp, self._settings.max_upload_bytes)
         try:
             fmt = self._sniff(upload)
-            processed = await self._pool.process(upload.path, fmt, self._spec)
+            with self._metrics.process_seconds.time():
+                processed = await self._pool.process(upload.path, fmt, self._spec)
         finally:
             await asyncio.to_thread(upload.remove)
         stored = await asyncio.gather(*(self._store.put_bytes(v.data) for v in processed.variants))
         total = sum(blob.size for blob in stored)
+        self._metrics.stored_bytes.inc(total)
         await self._check_quota(user_id, total)
         media = Media(
             owner_id=user_id,
@@ -192,7 +223,7 @@ class MediaService:
                 await self._store.put_bytes(variant.data)
         return media_out(media, variants)
 
-    async def upload_blob(
+    async def _upload_blob(
         self, user_id: str, conversation_id: str, body: AsyncIterator[bytes], declared: int | None
     ) -> MediaOut:
         roster = await self._member(user_id, conversation_id)
@@ -211,6 +242,7 @@ class MediaService:
                 )
             await self._check_quota(user_id, upload.size)
             blob = await self._store.put_file(upload.path)
+            self._metrics.stored_bytes.inc(blob.size)
         finally:
             await asyncio.to_thread(upload.remove)
         media = Media(owner_id=user_id, kind="blob", bytes=blob.size)

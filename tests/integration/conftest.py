@@ -14,6 +14,9 @@ from storage.kv import KeyValueStore, MemoryKeyValueStore, RedisKeyValueStore
 from tests.support.services import REDIS_INTEGRATION_DB, flush_redis, redis_url
 
 _TABLES = (
+    "media_uses",
+    "media_variants",
+    "media",
     "wallet_challenges",
     "action_tokens",
     "devices",

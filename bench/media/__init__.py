@@ -1,0 +1,1 @@
+"""Media pipeline benchmark: pyvips (the server's pipeline) against the same steps in Pillow."""
