@@ -17,7 +17,10 @@ async def test_health_and_readiness(sqlite_node: ServerProcess) -> None:
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         ready = await http.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "kv": "ok", "media": "ok"}}
+        assert ready.json() == {
+            "status": "ready",
+            "checks": {"database": "ok", "kv": "ok", "media": "ok"},
+        }
 
 
 async def test_metrics_count_sockets_events_and_requests(sqlite_node: ServerProcess) -> None:
