@@ -210,13 +210,17 @@ def process(path: Path, fmt: str, spec: Spec, side: Executor | None = None) -> P
 def _load_fitted(path: Path, fmt: str, spec: Spec, *, animated: bool) -> Any:
     """The upright image fitted within the full box, in sRGB."""
     if fmt != "jpeg":
-        options = "fail_on=truncated" + (",n=-1" if animated else "")
+        # Converting to sRGB costs 3-6x here even with no profile to convert
+        # from, so only images that carry one pay for it.
+        header = pyvips.Image.new_from_file(str(path), access="sequential")
+        profile = {"export_profile": "srgb"} if header.get_typeof("icc-profile-data") else {}
         return pyvips.Image.thumbnail(
-            f"{path}[{options}]",
+            f"{path}[n=-1]" if animated else str(path),
             spec.full_width,
             height=spec.full_height,
             size="down",
-            export_profile="srgb",
+            fail_on="truncated",
+            **profile,
         )
     # JPEG: decode straight at the largest 1/2, 1/4 or 1/8 scale that stays
     # at or above the box (the IDCT does the first reduction for free), then
@@ -263,10 +267,13 @@ def _jpeg(prefix: str, image: Any, spec: Spec) -> Variant:
 def _thumbhash(image: Any) -> str:
     """ThumbHash of the image (scaled to 32 px: the hash holds no more detail)."""
     small = image.thumbnail_image(32, height=32, size="down")
+    if small.hasalpha():
+        # thumbhash 0.1.2 fails on images with alpha; the placeholder is
+        # painted on the page background anyway.
+        small = small.flatten(background=[255] * (small.bands - 1))
     if small.bands < 3:
         small = small.colourspace("srgb")
-    if not small.hasalpha():
-        small = small.bandjoin(255)
+    small = small.bandjoin(255)
     rgba = small.cast("uchar").write_to_memory()
     hashed = thumbhash.rgba_to_thumb_hash(small.width, small.height, list(bytes(rgba)))
     return base64.b64encode(bytes(hashed)).decode()

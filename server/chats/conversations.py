@@ -21,7 +21,7 @@ from config.settings import ChatSettings
 from server.chats.access import Membership, RosterCache, Rosters, parse_id, require_member
 from server.chats.messages import MessageService
 from server.chats.schemas import ConversationOut, ConversationPage, MemberOut
-from server.media.service import make_avatar
+from server.media.service import make_avatar, unpublish_unless_avatar
 from server.users.service import UserNotFoundError, UserService
 from storage.models import Conversation, Member, User
 
@@ -135,6 +135,9 @@ class ConversationService:
         if changes.get("avatar_media_id") is not None:
             await make_avatar(user_id, str(changes["avatar_media_id"]), "avatar_media_id")
         await Conversation.filter(id=conversation_id).update(**changes)
+        old_avatar = membership.conversation.avatar_media_id
+        if "avatar_media_id" in changes and old_avatar is not None:
+            await unpublish_unless_avatar(old_avatar)
         await self._system(
             conversation_id,
             user_id,

@@ -138,7 +138,7 @@ async def download(
             416,
             "range_not_satisfiable",
             f"the range is outside the {size} bytes of this variant",
-            {**headers, "Content-Range": f"bytes */{size}"},
+            {"Accept-Ranges": "bytes", "Content-Range": f"bytes */{size}"},
         )
     status, start, length = 200, 0, size
     if byte_range is not None:

@@ -19,7 +19,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from starlette.requests import ClientDisconnect
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from config.errors import (
@@ -130,6 +132,15 @@ async def make_avatar(user_id: str, media_id: str, field: str = "media_id") -> N
         await Media.filter(id=media.id).update(public=True)
 
 
+async def unpublish_unless_avatar(media_id: uuid.UUID) -> None:
+    """A former avatar goes back to owner-and-conversations only, unless still an avatar."""
+    if not (
+        await User.exists(avatar_media_id=media_id)
+        or await Conversation.exists(avatar_media_id=media_id)
+    ):
+        await Media.filter(id=media_id).update(public=False)
+
+
 class MediaService:
     def __init__(
         self,
@@ -180,17 +191,19 @@ class MediaService:
         self, user_id: str, body: AsyncIterator[bytes], declared: int | None
     ) -> MediaOut:
         await self._admit(user_id, declared, self._settings.max_upload_bytes)
-        upload = await spool(body, self._tmp, self._settings.max_upload_bytes)
+        upload = await self._spool(body, self._settings.max_upload_bytes)
         try:
             fmt = self._sniff(upload)
             with self._metrics.process_seconds.time():
                 processed = await self._pool.process(upload.path, fmt, self._spec)
         finally:
             await asyncio.to_thread(upload.remove)
-        stored = await asyncio.gather(*(self._store.put_bytes(v.data) for v in processed.variants))
-        total = sum(blob.size for blob in stored)
-        self._metrics.stored_bytes.inc(total)
+        # Small images make identical variants (full = 640 = 320): stored and
+        # counted once.
+        total = sum(len(data) for data in {v.data for v in processed.variants})
         await self._check_quota(user_id, total)
+        stored = await asyncio.gather(*(self._store.put_bytes(v.data) for v in processed.variants))
+        self._metrics.stored_bytes.inc(total)
         media = Media(
             owner_id=user_id,
             kind="image",
@@ -234,7 +247,7 @@ class MediaService:
                 code="wrong_mode",
             )
         await self._admit(user_id, declared, self._settings.max_blob_bytes)
-        upload = await spool(body, self._tmp, self._settings.max_blob_bytes)
+        upload = await self._spool(body, self._settings.max_blob_bytes)
         try:
             if upload.size == 0:
                 raise InvalidRequestError(
@@ -258,6 +271,17 @@ class MediaService:
             await variant.save()
             await MediaUse.create(media_id=media.id, conversation_id=roster.conversation_id)
         return media_out(media, [variant])
+
+    async def _spool(self, body: AsyncIterator[bytes], limit: int) -> Spooled:
+        try:
+            return await spool(body, self._tmp, limit)
+        except ClientDisconnect:
+            # Nobody is left to answer; this keeps it out of the error log.
+            raise ParleyError(
+                "the client went away before the upload finished",
+                code="upload_interrupted",
+                status=400,
+            ) from None
 
     async def _admit(self, user_id: str, declared: int | None, limit: int) -> None:
         """Refuse early, before a byte is read: rate, declared size, a full quota."""
@@ -342,8 +366,10 @@ class MediaService:
             cursor = await Media.get_or_none(id=parse_id(before, "before"), owner_id=user_id)
             if cursor is None:
                 raise InvalidRequestError("before: not one of your media ids")
-            query = query.filter(created_at__lte=cursor.created_at).exclude(id=cursor.id)
-            query = query.exclude(created_at=cursor.created_at, id__gte=cursor.id)
+            query = query.filter(
+                Q(created_at__lt=cursor.created_at)
+                | Q(created_at=cursor.created_at, id__lt=cursor.id)
+            )
         rows = await query.order_by("-created_at", "-id").limit(limit + 1)
         page = rows[:limit]
         variants: dict[uuid.UUID, list[MediaVariant]] = {m.id: [] for m in page}
@@ -390,9 +416,13 @@ class MediaService:
     async def set_avatar(self, user_id: str, media_id: str | None) -> None:
         if media_id is not None:
             await make_avatar(user_id, media_id)
+        user = await User.get(id=user_id)
+        previous = user.avatar_media_id
         await User.filter(id=user_id).update(
             avatar_media_id=None if media_id is None else uuid.UUID(media_id)
         )
+        if previous is not None and str(previous) != media_id:
+            await unpublish_unless_avatar(previous)
 
 
 def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -417,7 +447,7 @@ def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
             start = max(0, size - suffix)
             return start, size - start
         start = int(first)
-        end = int(last) if last else size - 1
+        end = int(last) if last else max(size - 1, start)
     except ValueError:
         if first.isdigit() or (first == "" and last.isdigit()):
             raise

@@ -37,6 +37,7 @@ def sqlite_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
             **BASE_ENV,
             "PARLEY_DATABASE_URL": f"sqlite://{root}/parley.sqlite3",
             "PARLEY_AUTH_KEYS_DIR": str(root / "keys"),
+            "PARLEY_MEDIA_DIR": str(root / "media"),
         },
         name="sqlite-node",
     ).start()
@@ -58,6 +59,8 @@ async def cluster_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
         "PARLEY_REDIS_CHANNEL": f"parley-e2e-{run}",
         "PARLEY_REDIS_KEY_PREFIX": f"parley-e2e-{run}:",
         "PARLEY_AUTH_KEYS_DIR": str(tmp_path_factory.mktemp("cluster-keys")),
+        # One media directory for both, as a shared volume would be.
+        "PARLEY_MEDIA_DIR": str(tmp_path_factory.mktemp("cluster-media")),
     }
     yield env
     await drop_postgres_database(database)

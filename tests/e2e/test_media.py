@@ -12,8 +12,9 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
 import random
-import threading
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -66,29 +67,45 @@ class Images:
     small: bytes  # 300x200 marked photo, JPEG
     quota_photo: bytes  # ~135 kB JPEG whose variants take ~600 kB
     quota_photo_stored: int  # what those variants take, computed here
+    oversized_photo: bytes  # ~170 kB JPEG whose variants take ~970 kB: more than the quota
+    oversized_photo_stored: int
     busy_png: bytes  # 6000x6000 PNG of ~120 kB that takes a worker most of a second
     truncated: bytes  # first half of a JPEG
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
+    """The module's test images, built once (the 8K and 4K ones take a second or two)."""
     root = tmp_path_factory.mktemp("media-images")
     photo_8k = with_camera_metadata(marked_photo(7680, 4320), orientation=6)
     half = noisy_photo(600, 400, sigma=20).jpegsave_buffer(Q=90)
     quota_photo = noisy_photo(1000, 750, sigma=25).jpegsave_buffer(Q=40)
     # The server makes the same bytes from the same file: this is what it will store.
     (root / "quota.jpg").write_bytes(quota_photo)
-    stored = sum(len(v.data) for v in process(root / "quota.jpg", "jpeg", Spec()).variants)
+    oversized = oversized_photo()
+    (root / "oversized.jpg").write_bytes(oversized)
+    stored = {
+        name: sum(len(v.data) for v in process(root / name, "jpeg", Spec()).variants)
+        for name in ("quota.jpg", "oversized.jpg")
+    }
     busy = solid(6000, 6000, (30, 90, 200)).draw_rect([255, 0, 0], 0, 0, 1500, 1500, fill=True)
     return Images(
         photo_8k=photo_8k.jpegsave_buffer(Q=85),
         photo_4k=noisy_photo(3840, 2160, sigma=4).jpegsave_buffer(Q=75),
         small=marked_photo(300, 200).jpegsave_buffer(Q=90),
         quota_photo=quota_photo,
-        quota_photo_stored=stored,
+        quota_photo_stored=stored["quota.jpg"],
+        oversized_photo=oversized,
+        oversized_photo_stored=stored["oversized.jpg"],
         busy_png=busy.pngsave_buffer(compression=9),
         truncated=half[: len(half) // 2],
     )
+
+
+def oversized_photo() -> bytes:
+    """A ~170 kB JPEG of grain whose variants take ~970 kB; different bytes every call."""
+    data: bytes = noisy_photo(1100, 800, sigma=60).jpegsave_buffer(Q=20)
+    return data
 
 
 def unique_image(size: tuple[int, int] = (64, 48)) -> bytes:
@@ -121,6 +138,8 @@ def tight_node(tmp_path_factory: pytest.TempPathFactory, images: Images) -> Iter
     quota = images.quota_photo_stored + len(images.quota_photo) // 2
     # Every other upload here is at most TIGHT_UPLOAD_BYTES: the quota never refuses it first.
     assert quota > TIGHT_UPLOAD_BYTES
+    assert len(images.oversized_photo) < TIGHT_UPLOAD_BYTES < quota
+    assert images.oversized_photo_stored > quota
     root = tmp_path_factory.mktemp("tight-node")
     node = ServerProcess(
         {
@@ -282,10 +301,18 @@ async def test_8k_photo_upload_gives_upright_variants_without_metadata(
     sqlite_node: ServerProcess, images: Images, people: MakeUser
 ) -> None:
     """An 8K phone JPEG: 201 with eight variants; full is 608x1080, upright, no EXIF or GPS."""
+    source = set(load(images.photo_8k).get_fields())
+    assert {"exif-data", "orientation", "exif-ifd3-GPSLatitude"} <= source  # what must go
     alice = await people(sqlite_node, "alice")
-    response = await upload(alice, images.photo_8k, **{"Content-Type": "image/jpeg"})
-    assert response.status_code == 201, response.text
-    media = response.json()
+    answers: list[httpx.Response] = []
+
+    async def remember(response: httpx.Response) -> None:
+        answers.append(response)
+
+    alice.http.event_hooks["response"].append(remember)
+    media = await alice.upload_image(images.photo_8k)
+    assert [(r.request.method, r.status_code) for r in answers] == [("POST", 201)]
+    assert answers[0].request.url.path == "/v1/media"
     assert media["kind"] == "image" and media["format"] == "jpeg"
     assert media["owner_id"] == uid(alice) and media["public"] is False
     assert (media["width"], media["height"], media["animated"]) == (608, 1080, False)
@@ -357,7 +384,7 @@ async def test_bad_uploads_get_json_errors_and_leave_no_spool_files(
     assert statuses and max(statuses) < 500, "a bad upload was answered with a 5xx"
 
     # A client that goes away halfway through its body leaves nothing behind either.
-    # (The node logs that as an unhandled ClientDisconnect and a 500: see the report.)
+    # (The node logs it as an unhandled ClientDisconnect with a traceback and a 500.)
     spool = media_dir(tight_node) / "tmp"
     _, writer = await asyncio.open_connection("127.0.0.1", tight_node.port)
     token = await third.fresh_access_token()
@@ -378,7 +405,6 @@ async def test_bad_uploads_get_json_errors_and_leave_no_spool_files(
 
 
 # transparent pixels crash media/pipeline.py _thumbhash (thumbhash 0.1.2 bug): 500.
-@pytest.mark.xfail(strict=True, raises=ParleyApiError, reason="PNG with alpha answers 500")
 async def test_png_with_transparency_uploads(sqlite_node: ServerProcess, people: MakeUser) -> None:
     """A PNG with transparent pixels is accepted; its WebP keeps the alpha channel."""
     alice = await people(sqlite_node, "alice")
@@ -390,39 +416,59 @@ async def test_png_with_transparency_uploads(sqlite_node: ServerProcess, people:
     assert webp.bands == 4 and webp.getpoint(5, 50)[3] < 10
 
 
+# Polls /healthz every 20 ms from its own process (no GIL shared with the uploads)
+# until its stdin closes, then prints the latencies.
+_HEALTH_POLLER = """
+import json, sys, threading, time
+import httpx
+
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+latencies, failures = [], []
+with httpx.Client(base_url=sys.argv[1], timeout=5) as http:
+    http.get("/healthz")  # the connection is opened outside the measurement
+    print("polling", flush=True)
+    while not stop.is_set():
+        started = time.perf_counter()
+        response = http.get("/healthz")
+        latencies.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            failures.append(response.status_code)
+        time.sleep(0.02)
+print(json.dumps({"latencies": latencies, "failures": failures}))
+"""
+
+
 async def test_concurrent_uploads_do_not_stall_the_event_loop(
     sqlite_node: ServerProcess, images: Images, people: MakeUser
 ) -> None:
     """20 parallel 4K uploads all succeed (capacity 2 + 32) while /healthz answers in < 100 ms."""
     uploaders = [await people(sqlite_node, f"burst-{i}") for i in range(2)]
-    latencies: list[float] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def poll() -> None:
-        with httpx.Client(base_url=sqlite_node.url, timeout=5) as http:
-            while not stop.is_set():
-                started = time.perf_counter()
-                response = http.get("/healthz")
-                latencies.append(time.perf_counter() - started)
-                if response.status_code != 200:
-                    failures.append(response.text)
-                time.sleep(0.02)
-
-    poller = threading.Thread(target=poll, name="healthz-poller")
-    poller.start()
+    poller = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _HEALTH_POLLER,
+        sqlite_node.url,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert poller.stdin is not None and poller.stdout is not None
     try:
+        assert await asyncio.wait_for(poller.stdout.readline(), 30) == b"polling\n"
         started = time.perf_counter()
         results = await asyncio.gather(
             *(uploaders[i % 2].upload_image(images.photo_4k) for i in range(20))
         )
         took = time.perf_counter() - started
     finally:
-        stop.set()
-        await asyncio.to_thread(poller.join, 10)
+        poller.stdin.close()
+        output = await asyncio.wait_for(poller.stdout.read(), 30)
+        await poller.wait()
     assert len({m["id"] for m in results}) == 20
     assert all((m["width"], m["height"]) == (1920, 1080) for m in results)
-    assert not failures
+    polled = json.loads(output)
+    latencies = polled["latencies"]
+    assert polled["failures"] == []
     assert len(latencies) >= 10, f"only {len(latencies)} polls in {took:.2f}s"
     assert max(latencies) < 0.1, f"slowest /healthz {max(latencies) * 1000:.0f} ms"
 
@@ -470,9 +516,16 @@ async def test_access_follows_ownership_conversations_and_avatars(
     await assert_visible(bob, media)
     await assert_hidden(carol, media["id"])
 
-    # Bob cannot post Alice's image, even though he may now see it.
+    # Bob cannot post Alice's image, even though he may now see it (socket or HTTP).
     error = await refused(bob.send_image(direct["id"], media["id"]))
     assert error.code == "media_not_yours"
+    response = await raw(
+        bob,
+        "POST",
+        f"/v1/conversations/{direct['id']}/messages",
+        json={"client_msg_id": "theft-1", "kind": "image", "body": {"media_id": media["id"]}},
+    )
+    assert_error(response, 422, "media_not_yours")
     error = await refused(bob.send_image(direct["id"], str(uuid.uuid4())))
     assert error.code == "media_not_yours"
 
@@ -490,6 +543,15 @@ async def test_access_follows_ownership_conversations_and_avatars(
     updated = await bob.update_conversation(group["id"], avatar_media_id=own["id"])
     assert updated["avatar_media_id"] == own["id"]
     await assert_visible(carol, own)  # carol is not in the group; avatars are for everyone
+
+    # An avatar no longer shown goes back to private: the group's at once...
+    await bob.update_conversation(group["id"], clear_avatar=True)
+    await assert_hidden(carol, own["id"])
+    # ...and the user's once no group or profile shows it any more.
+    await alice.set_avatar(None)
+    assert (await carol.request("GET", f"/v1/users/{uid(alice)}"))["avatar_media_id"] is None
+    await assert_hidden(carol, media["id"])
+    await assert_visible(bob, media)  # still posted in the conversation bob is in
 
 
 async def test_delete_removes_media_everywhere_and_only_for_its_owner(
@@ -563,7 +625,7 @@ async def test_downloads_speak_etags_ranges_and_head(
     assert rest.status_code == 206 and rest.content == body[100:]
     past_end = await ranged(f"bytes={size - 4}-{size + 1000}")
     assert past_end.status_code == 206 and past_end.content == body[-4:]
-    unsatisfiable = await ranged("bytes=99999999-")
+    unsatisfiable = await ranged(f"bytes={size}-{size + 100}")
     assert_error(unsatisfiable, 416, "range_not_satisfiable")
     assert unsatisfiable.headers["content-range"] == f"bytes */{size}"
     wrong_if_range = await ranged("bytes=0-9", **{"If-Range": '"0000"'})
@@ -584,6 +646,22 @@ async def test_downloads_speak_etags_ranges_and_head(
         assert_error(
             await raw(alice, "GET", f"/v1/media/{media['id']}/{name}"), 404, "media_not_found"
         )
+
+
+# server/media/service.py parse_byte_range: for "bytes=N-" the missing last
+# position becomes size - 1, so N >= size fails `end < start` first and the
+# header is ignored (200) instead of refused (416).
+async def test_open_range_past_the_end_is_unsatisfiable(
+    sqlite_node: ServerProcess, images: Images, people: MakeUser
+) -> None:
+    """Range: bytes=99999999- on a small variant is 416 with Content-Range: bytes */size."""
+    alice = await people(sqlite_node, "alice")
+    media = await alice.upload_image(images.small)
+    size = next(v["bytes"] for v in media["variants"] if v["name"] == "full.webp")
+    path = f"/v1/media/{media['id']}/full"
+    response = await raw(alice, "GET", path, headers={"Range": "bytes=99999999-"})
+    assert_error(response, 416, "range_not_satisfiable")
+    assert response.headers["content-range"] == f"bytes */{size}"
 
 
 # -- quota, rate and listing ---------------------------------------------------------------
@@ -613,6 +691,35 @@ async def test_quota_is_enforced_reported_and_freed_by_delete(
     assert (await alice.media_usage())["used_bytes"] == again["bytes"]
 
 
+async def test_variants_outgrowing_the_quota_are_refused(
+    tight_node: ServerProcess, images: Images, people: MakeUser
+) -> None:
+    """A 170 kB upload (allowed in) whose variants exceed the quota is 403; nothing is counted."""
+    alice = await people(tight_node, "alice")
+    assert_error(await upload(alice, images.oversized_photo), 403, "quota_exceeded")
+    assert (await alice.media_usage())["used_bytes"] == 0
+    assert (await alice.my_media())["media"] == []
+
+
+def blob_files(node: ServerProcess) -> set[str]:
+    """Names of the blobs a local store holds (its tmp directory aside)."""
+    root = media_dir(node) / "blobs"
+    return {p.name for p in root.rglob("*") if p.is_file() and len(p.name) == 64}
+
+
+# server/media/service.py _upload_image stores every variant (put_bytes) before
+# it calls _check_quota(user_id, total); when that refuses, nothing deletes them.
+async def test_upload_refused_by_the_quota_leaves_no_blobs(
+    tight_node: ServerProcess, people: MakeUser
+) -> None:
+    """The variants of an upload refused for the quota are not left in the blob store."""
+    alice = await people(tight_node, "alice")
+    before = blob_files(tight_node)
+    # Fresh grain: no variant can already be in the store from another upload.
+    assert_error(await upload(alice, oversized_photo()), 403, "quota_exceeded")
+    assert blob_files(tight_node) == before
+
+
 async def test_upload_burst_is_rate_limited_with_retry_after(
     tight_node: ServerProcess, people: MakeUser
 ) -> None:
@@ -629,25 +736,37 @@ async def test_upload_burst_is_rate_limited_with_retry_after(
     assert (await upload(bob, unique_image())).status_code == 201
 
 
+def pages_of(ids: list[str], size: int) -> list[list[str]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+# server/media/service.py list_mine: `.exclude(created_at=c, id__gte=cid)` is
+# rendered by Tortoise as `NOT created_at = c AND NOT id >= cid`, so the next
+# page drops every older upload whose (random) id sorts above the cursor's.
 async def test_my_media_pages_newest_first(sqlite_node: ServerProcess, people: MakeUser) -> None:
-    """Five uploads, pages of two: 2 + 2 + 1, newest first, each exactly once."""
+    """Five uploads, pages of two: 2 + 2 + 1, newest first, each exactly once (pages of 1 too)."""
     alice = await people(sqlite_node, "alice")
     bob = await people(sqlite_node, "bob")
     uploaded = [(await alice.upload_image(unique_image()))["id"] for _ in range(5)]
+    # Ids are random: make sure they are not already in upload order, or a cursor
+    # that wrongly compares ids would go unnoticed (1 chance in 120 per five).
+    while [uuid.UUID(i) for i in uploaded] == sorted(uuid.UUID(i) for i in uploaded):
+        uploaded.append((await alice.upload_image(unique_image()))["id"])
+    newest_first = uploaded[::-1]
     other = await bob.upload_image(unique_image())
 
-    pages: list[list[str]] = []
-    before: str | None = None
-    while True:
-        page = await alice.my_media(limit=2, before=before)
-        pages.append([m["id"] for m in page["media"]])
-        assert all(m["owner_id"] == uid(alice) for m in page["media"])
-        before = page["next_before"]
-        if before is None:
-            break
-        assert before == pages[-1][-1]
-    assert [len(p) for p in pages] == [2, 2, 1]
-    assert [i for p in pages for i in p] == uploaded[::-1]
+    for size in (2, 1):
+        pages: list[list[str]] = []
+        before: str | None = None
+        while len(pages) <= len(uploaded):
+            page = await alice.my_media(limit=size, before=before)
+            pages.append([m["id"] for m in page["media"]])
+            assert all(m["owner_id"] == uid(alice) for m in page["media"])
+            before = page["next_before"]
+            if before is None:
+                break
+            assert before == pages[-1][-1]
+        assert pages == pages_of(newest_first, size), size
     assert (await alice.my_media())["media"][0]["id"] == uploaded[-1]
     error = await refused(alice.my_media(before=other["id"]))
     assert (error.status, error.code) == (422, "invalid_request")  # not a cursor of hers
@@ -736,6 +855,14 @@ async def test_encrypted_attachment_crosses_nodes_and_stays_opaque(
         # A blob's id is not an image: it cannot be posted in the clear.
         error = await refused(alice.send_image(plain["id"], descriptor["media_id"]))
         assert error.code == "media_not_image"
+
+        # A file that is not an image travels the same way, without a thumbnail.
+        document = b"%PDF-1.7\n" + random.randbytes(3000)
+        file_descriptor = await alice.upload_attachment(
+            conversation["id"], document, content_type="application/pdf", name="d.pdf"
+        )
+        assert "thumbnail" not in file_descriptor and "width" not in file_descriptor
+        assert await bob.download_attachment(file_descriptor) == document
     finally:
         await alice.close()
         await bob.close()

@@ -228,10 +228,7 @@ def test_small_image_is_never_upscaled(tmp_path: Path) -> None:
 
 # thumbhash 0.1.2 (rgba_to_thumb_hash) reads its alpha channel into a tuple by
 # operator precedence and raises TypeError whenever any pixel is not opaque;
-# media/pipeline.py _thumbhash passes the alpha through. See the report.
-@pytest.mark.xfail(
-    strict=True, raises=TypeError, reason="transparent images crash _thumbhash (thumbhash bug)"
-)
+# media/pipeline.py _thumbhash passes the alpha through (upload: 500).
 def test_png_with_alpha_keeps_it_in_webp_and_flattens_the_jpeg_onto_white(tmp_path: Path) -> None:
     """WebP variants keep 4 bands (transparent stays transparent); JPEG puts it on white."""
     left = solid(100, 100, (0, 0, 255, 0))  # transparent (its colour must not show)
@@ -474,7 +471,6 @@ def test_truncated_jpeg_is_corrupt(tmp_path: Path) -> None:
 # media/pipeline.py _load_fitted puts fail_on=truncated in the filename's
 # option string, but vips_thumbnail's own fail_on argument (default "none")
 # overrides it: a half PNG/GIF/WebP is accepted with its missing rows black.
-@pytest.mark.xfail(strict=True, reason="non-JPEG loads ignore fail_on=truncated (see report)")
 def test_truncated_png_is_corrupt(tmp_path: Path) -> None:
     """The first half of a real PNG is refused with 422, not stored with black rows."""
     data = noisy_photo(800, 600).pngsave_buffer()
