@@ -19,8 +19,8 @@ import httpx
 import pyvips
 
 from crypto.attachments import AttachmentSecret, decrypt_attachment, encrypt_attachment
-from realtime.events import MESSAGE_SEND
 
+MESSAGE_SEND = "message:send"
 # The long side of the thumbnail an encrypted image carries.
 ATTACHMENT_THUMBNAIL = 320
 

@@ -27,6 +27,7 @@ import socketio
 from client.account import AccountMethods
 from client.e2ee import E2EEMethods
 from client.media import MediaMethods
+from client.social import SocialMethods
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ TYPING = "typing"
 SESSION_REVOKED = "session:revoked"
 KEYS_CHANGED = "keys:changed"
 PRESENCE_UPDATED = "presence:updated"
+CONTACT_JOINED = "contact:joined"
+STATUS_UPDATED = "status:updated"
+CHAT_REQUEST_NEW = "chat_request:new"
+CHAT_REQUEST_UPDATED = "chat_request:updated"
 
 # Refresh the access token when less than this many seconds remain.
 _REFRESH_MARGIN = 60
@@ -56,7 +61,7 @@ class ParleyApiError(Exception):
         self.message = message
 
 
-class ParleyClient(AccountMethods, E2EEMethods, MediaMethods):
+class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods):
     def __init__(
         self,
         base_url: str,
@@ -102,6 +107,8 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods):
         self.sio.on(TYPING, self._on_event(TYPING))
         self.sio.on(KEYS_CHANGED, self._on_keys_changed)
         self.sio.on(PRESENCE_UPDATED, self._on_event(PRESENCE_UPDATED))
+        for social in (CONTACT_JOINED, STATUS_UPDATED, CHAT_REQUEST_NEW, CHAT_REQUEST_UPDATED):
+            self.sio.on(social, self._on_event(social))
 
     # -- HTTP -----------------------------------------------------------------
 

@@ -23,7 +23,9 @@ from server.auth.account_routes import router as account_router
 from server.auth.cleanup import run_cleanup_loop
 from server.auth.routes import router as auth_router
 from server.chats.events import register_chat_events
+from server.chats.request_routes import router as chat_requests_router
 from server.chats.routes import router as chats_router
+from server.contacts.routes import router as contacts_router
 from server.container import Services, build_services
 from server.devices.routes import router as devices_router
 from server.drain import drain_on_sigterm
@@ -31,6 +33,8 @@ from server.errors import install_error_handlers
 from server.media.routes import router as media_router
 from server.middleware import RequestContextMiddleware
 from server.ops.routes import router as ops_router
+from server.search.routes import router as search_router
+from server.users.profile_routes import router as profile_router
 from server.users.routes import router as users_router
 from storage import database
 
@@ -65,6 +69,8 @@ def _lifespan(services: Services) -> Any:
             stack.push_async_callback(tasks.cancel_all)
             tasks.start(run_cleanup_loop(settings.auth, services.kv), "parley-cleanup")
             tasks.start(_reload_keys(services), "parley-key-reload")
+            stack.push_async_callback(services.search_index.close)
+            tasks.start(services.indexer.run(), "parley-indexer")
             stack.enter_context(drain_on_sigterm(services))
             _warn_about_defaults(settings)
             log.info(
@@ -128,10 +134,14 @@ def create_app(settings: Settings | None = None) -> Any:
         ops_router,
         auth_router,
         account_router,
+        search_router,  # before users: /v1/users/search is not a user id
+        profile_router,
         users_router,
         chats_router,
         devices_router,
         media_router,
+        contacts_router,
+        chat_requests_router,
     ):
         api.include_router(router)
     register_chat_events(services.hub, services.messages)

@@ -53,6 +53,34 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _reindex(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.search import build_search_index
+
+    from config.keys import load_server_keys
+    from server.contacts.service import ContactService
+    from server.search.indexer import Indexer
+    from storage import database
+    from storage.kv import MemoryKeyValueStore
+
+    class _Nobody:
+        async def emit_to_users(self, event: str, data: object, user_ids: list[str]) -> None:
+            return None  # a rebuild tells nobody anything
+
+    async def run() -> int:
+        await database.open_database(settings.database)
+        index = build_search_index(settings.database.is_sqlite, settings.opensearch.url)
+        try:
+            contacts = ContactService(load_server_keys(settings.auth).server_secret, _Nobody())
+            return await Indexer(index, contacts, MemoryKeyValueStore()).reindex()
+        finally:
+            await index.close()
+            await database.close_database()
+
+    position = asyncio.run(run())
+    print(f"search index rebuilt from the database; the indexer continues after event {position}")
+    return 0
+
+
 def _rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
     from server.auth.keyring import rotate_key
 
@@ -84,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
+    reindex = commands.add_parser(
+        "reindex", help="rebuild the search index and phone directory from the database"
+    )
+    reindex.set_defaults(handler=_reindex)
     keys = commands.add_parser("keys", help="manage server keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     rotate = key_commands.add_parser(

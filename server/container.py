@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
+from storage.search import SearchIndex, build_search_index
 
 from config.errors import UnavailableError
 from config.keys import ServerKeys, load_server_keys
@@ -29,9 +30,15 @@ from server.chats.access import ROSTER_CHANGED, RosterCache, Rosters
 from server.chats.conversations import ConversationService
 from server.chats.envelopes import EnvelopeChecker
 from server.chats.messages import MessageService
+from server.chats.requests import ChatRequestService
+from server.contacts.service import ContactService
 from server.devices.service import DeviceService
 from server.media.service import MediaService
 from server.metrics import HttpMetrics, MediaMetrics
+from server.search.indexer import Indexer
+from server.search.service import SearchService
+from server.users.blocks import BlockService
+from server.users.profiles import ProfileService
 from server.users.service import UserService
 from storage.kv import KeyValueStore, MemoryKeyValueStore, RedisKeyValueStore
 
@@ -59,6 +66,13 @@ class Services:
     blobs: BlobStore
     media_pool: MediaPool
     media: MediaService
+    contacts: ContactService
+    profiles: ProfileService
+    blocks: BlockService
+    chat_requests: ChatRequestService
+    search_index: SearchIndex
+    indexer: Indexer
+    search: SearchService
     draining: bool = False
 
 
@@ -135,6 +149,10 @@ def build_services(settings: Settings) -> Services:
     rosters = Rosters(RosterCache(), hub.publish_control)
     hub.on_control(ROSTER_CHANGED, rosters.on_notice)
     messages = MessageService(settings.chat, hub, EnvelopeChecker(), rosters)
+    conversations = ConversationService(settings.chat, users, messages, rosters)
+    contacts = ContactService(keys.server_secret, hub)
+    search_index = build_search_index(settings.database.is_sqlite, settings.opensearch.url)
+    indexer = Indexer(search_index, contacts, kv)
     blobs = build_blob_store(settings.media)
     media_pool = MediaPool(settings.media.workers, settings.media.queue)
     return Services(
@@ -154,11 +172,18 @@ def build_services(settings: Settings) -> Services:
         wallets=wallets,
         identities=IdentityService(users, sessions, wallets, phone_auth),
         messages=messages,
-        conversations=ConversationService(settings.chat, users, messages, rosters),
+        conversations=conversations,
         devices=DeviceService(keys.ca_private_key, hub),
         blobs=blobs,
         media_pool=media_pool,
         media=MediaService(
             settings.media, blobs, media_pool, kv, rosters.cache, MediaMetrics(registry)
         ),
+        contacts=contacts,
+        profiles=ProfileService(hub, contacts.mutual),
+        blocks=BlockService(users, rosters),
+        chat_requests=ChatRequestService(users, conversations, hub),
+        search_index=search_index,
+        indexer=indexer,
+        search=SearchService(search_index, indexer, contacts),
     )

@@ -321,3 +321,168 @@ class MediaUse(Model):
     class Meta:
         table = "media_uses"
         unique_together = (("media", "conversation"),)
+
+
+class Profile(Model):
+    """What others may see of a user beyond the names: age, gender, interests, status."""
+
+    user: fields.OneToOneRelation[User] = fields.OneToOneField(
+        "parley.User", related_name="profile", on_delete=fields.CASCADE, primary_key=True
+    )
+    user_id: uuid.UUID
+    age = fields.IntField(null=True)
+    # "" (not said), female, male, nonbinary, other
+    gender = fields.CharField(max_length=16, default="")
+    # Slugs from the catalogue (server/people/interests.py).
+    interests: fields.Field[Any] = fields.JSONField(default=list)
+    # Who may find this user in people search: everyone, contacts (people whose
+    # number is in this user's address book), nobody.
+    visibility = fields.CharField(max_length=16, default="everyone")
+    # Seed 002's status ("party mode"): a state, a short text, an optional expiry.
+    status_state = fields.CharField(max_length=16, default="")
+    status_text = fields.CharField(max_length=140, default="")
+    status_expires_at = fields.DatetimeField(null=True)
+    status_updated_at = fields.DatetimeField(null=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "profiles"
+
+
+class StatusChange(Model):
+    """One status change, kept for the contacts' update feed."""
+
+    id = fields.BigIntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="status_changes", on_delete=fields.CASCADE
+    )
+    user_id: uuid.UUID
+    state = fields.CharField(max_length=16)
+    text = fields.CharField(max_length=140, default="")
+    expires_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "status_changes"
+        indexes = (("user", "id"),)
+
+
+class Contact(Model):
+    """A number in a user's address book, kept only as HMAC-SHA256(server secret, E.164)."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="address_book", on_delete=fields.CASCADE
+    )
+    owner_id: uuid.UUID
+    phone_hash = fields.CharField(max_length=64, db_index=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "contacts"
+        unique_together = (("owner", "phone_hash"),)
+
+
+class PhoneDirectory(Model):
+    """Keyed hashes of verified phone numbers, for matching address books in one query."""
+
+    phone_hash = fields.CharField(max_length=64, primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="phone_hashes", on_delete=fields.CASCADE
+    )
+    user_id: uuid.UUID
+
+    class Meta:
+        table = "phone_directory"
+
+
+class UserContact(Model):
+    """Seed 002's user_contact: the owner's address book holds a number of ``contact``."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="contacts_out", on_delete=fields.CASCADE
+    )
+    owner_id: uuid.UUID
+    contact: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="contacts_in", on_delete=fields.CASCADE, db_index=True
+    )
+    contact_id: uuid.UUID
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "user_contacts"
+        unique_together = (("owner", "contact"),)
+
+
+class Block(Model):
+    """``blocker`` no longer receives chat requests or direct messages from ``blocked``."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    blocker: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="blocks_made", on_delete=fields.CASCADE
+    )
+    blocker_id: uuid.UUID
+    blocked: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="blocks_received", on_delete=fields.CASCADE, db_index=True
+    )
+    blocked_id: uuid.UUID
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "blocks"
+        unique_together = (("blocker", "blocked"),)
+
+
+class ChatRequest(Model):
+    """Seed 003: a request to chat. Accepting it opens a direct conversation."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    sender: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="chat_requests_sent", on_delete=fields.CASCADE
+    )
+    sender_id: uuid.UUID
+    recipient: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="chat_requests_received", on_delete=fields.CASCADE
+    )
+    recipient_id: uuid.UUID
+    text = fields.CharField(max_length=500, default="")
+    # The mode of the direct conversation an acceptance opens.
+    mode = fields.CharField(max_length=16, default="encrypted")
+    # pending | accepted | declined | cancelled
+    state = fields.CharField(max_length=16, default="pending")
+    conversation_id = fields.UUIDField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    decided_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "chat_requests"
+        indexes = (("recipient", "state"), ("sender", "state"))
+
+
+class Event(Model):
+    """The outbox (seed 000's log): written in the transaction of the change it records.
+
+    The indexer applies events in id order to the search index and the
+    contact matches, and records how far it got in ``indexer_state``.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    # person | message | phone
+    kind = fields.CharField(max_length=16)
+    payload: fields.Field[Any] = fields.JSONField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "events"
+
+
+class IndexerState(Model):
+    """How far a consumer of the outbox has got."""
+
+    name = fields.CharField(max_length=32, primary_key=True)
+    position = fields.BigIntField(default=0)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "indexer_state"

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tortoise.expressions import Q, Subquery
+from tortoise.transactions import in_transaction
 
 from config.settings import AuthSettings
+from storage import outbox
 from storage.kv import KeyValueStore
 from storage.models import ActionToken, Identity, Session, User, WalletChallenge
 
@@ -53,7 +55,11 @@ async def clean_up(settings: AuthSettings, now: datetime | None = None) -> Clean
         .exclude(id__in=Subquery(verified_users))
         .values_list("id", flat=True)
     )
-    accounts = await User.filter(id__in=list(stale_ids)).delete() if stale_ids else 0
+    accounts = 0
+    if stale_ids:
+        async with in_transaction():
+            accounts = await User.filter(id__in=list(stale_ids)).delete()
+            await outbox.record_many(outbox.PERSON, [{"user_id": str(i)} for i in stale_ids])
     report = CleanupReport(challenges, links, sessions, accounts)
     if any((challenges, links, sessions, accounts)):
         log.info("clean-up", extra=report.__dict__)

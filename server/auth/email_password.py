@@ -34,6 +34,7 @@ from server.auth.phone import ClientInfo
 from server.auth.schemas import TokenPair
 from server.auth.sessions import SessionService
 from server.users.service import new_user_code
+from storage import outbox
 from storage.kv import KeyValueStore
 from storage.models import ActionToken, Identity, User
 
@@ -155,6 +156,7 @@ class EmailPasswordService:
                     password_hash=password_hash,
                 )
                 token = await self._new_token(str(user.id), VERIFY_EMAIL, key, display)
+                await outbox.record(outbox.PERSON, {"user_id": str(user.id)})
         except IntegrityError:
             raise ConflictError("login: already taken", code="login_taken") from None
         await self._send_verification(display, token)

@@ -19,6 +19,7 @@ from server.auth.schemas import IdentityOut, PhoneStartResponse, TokenPair
 from server.auth.sessions import SessionService
 from server.auth.wallets import LINK, SIGN_IN, ProvenWallet, WalletProofService
 from server.users.service import UserService
+from storage import outbox
 from storage.models import Identity
 
 log = logging.getLogger(__name__)
@@ -116,13 +117,16 @@ class IdentityService:
                 )
             return identity_out(existing)
         try:
-            identity = await Identity.create(
-                user_id=user_id,
-                kind=kind,
-                value=value,
-                display=display,
-                verified_at=datetime.now(UTC),
-            )
+            async with in_transaction():
+                identity = await Identity.create(
+                    user_id=user_id,
+                    kind=kind,
+                    value=value,
+                    display=display,
+                    verified_at=datetime.now(UTC),
+                )
+                if kind == "phone":
+                    await outbox.record(outbox.PHONE, {"user_id": user_id})
         except IntegrityError:
             raise ConflictError(
                 f"this {kind} identity belongs to another account", code="identity_taken"
@@ -149,4 +153,6 @@ class IdentityService:
                     code="last_identity",
                 )
             await identity.delete()
+            if identity.kind == "phone":
+                await outbox.record(outbox.PHONE, {"user_id": user_id})
         log.info("identity unlinked", extra={"user_id": user_id, "kind": identity.kind})

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from config.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
-from storage.models import Conversation, Member
+from storage.models import Block, Conversation, Member
 
 ROLES = ("member", "admin", "owner")
 
@@ -65,6 +65,8 @@ class Roster:
     kind: str
     mode: str
     members: dict[str, str]  # user_id -> role
+    # Direct conversations: members the other member has blocked (may not send).
+    blocked: frozenset[str] = frozenset()
 
     def require(self, user_id: str) -> str:
         """The member's role; 404 for anyone else."""
@@ -100,11 +102,20 @@ class RosterCache:
         members = await Member.filter(conversation_id=conversation_id).values_list(
             "user_id", "role"
         )
+        member_ids = {str(uid): str(role) for uid, role in members}
+        kind = conversation[0]["kind"]
+        blocked: frozenset[str] = frozenset()
+        if kind == "direct" and len(member_ids) == 2:
+            blocks = await Block.filter(
+                blocker_id__in=list(member_ids), blocked_id__in=list(member_ids)
+            ).values_list("blocked_id", flat=True)
+            blocked = frozenset(str(b) for b in blocks)
         roster = Roster(
             conversation_id=conversation_id,
-            kind=conversation[0]["kind"],
+            kind=kind,
             mode=conversation[0]["mode"],
-            members={str(uid): str(role) for uid, role in members},
+            members=member_ids,
+            blocked=blocked,
         )
         if len(self._entries) >= self._size:
             self._entries.clear()  # crude but bounded; rosters refill on demand

@@ -23,7 +23,7 @@ from server.chats.messages import MessageService
 from server.chats.schemas import ConversationOut, ConversationPage, MemberOut
 from server.media.service import make_avatar, unpublish_unless_avatar
 from server.users.service import UserNotFoundError, UserService
-from storage.models import Conversation, Member, User
+from storage.models import Block, Conversation, Member, User
 
 
 def _system_id() -> str:
@@ -51,6 +51,10 @@ class ConversationService:
             raise InvalidRequestError("user_id: cannot open a direct conversation with yourself")
         if not await self._users.exists(other_id):
             raise UserNotFoundError("user_id: no such user")
+        if await Block.exists(blocker_id=other_id, blocked_id=user_id):
+            raise PermissionDeniedError(
+                "this person has blocked you; you cannot start a chat", code="blocked"
+            )
         key = ":".join((mode, *sorted((user_id, other_id))))
         for _ in range(2):
             conversation = await Conversation.get_or_none(direct_key=key)

@@ -46,7 +46,7 @@ from server.chats.schemas import (
     TextBody,
 )
 from server.media.service import attach_to_conversation
-from storage import sql
+from storage import outbox, sql
 from storage.models import Member, Message
 
 log = logging.getLogger(__name__)
@@ -132,6 +132,7 @@ class MessageService:
             client_msg_id=client_msg_id,
             kind=kind,
             body=body,
+            searchable=roster.mode == "plaintext",
         )
 
     async def append(
@@ -144,10 +145,13 @@ class MessageService:
         body: dict[str, Any],
         notify: list[str] | None = None,
         update: tuple[str, dict[str, Any]] | None = None,
+        searchable: bool = False,
     ) -> MessageOut:
         """Store a message with the next seq (and apply ``update`` to its target), then fan out.
 
         ``notify`` adds users outside the membership (a removed member learns of it).
+        ``searchable`` records an outbox event in the same statement, for message
+        search (plaintext conversations only).
         A repeated ``client_msg_id`` hits the unique index, which rolls the seq
         back with the insert: the stored message is returned, nothing is sent.
         """
@@ -155,23 +159,35 @@ class MessageService:
         now = datetime.now(UTC)
         try:
             if update is None and sql.is_postgres():
-                row = await sql.fetch_one(
-                    _APPEND_POSTGRES,
-                    [
-                        conversation_id,
-                        message_id,
-                        conversation_id,
-                        sender_id,
-                        client_msg_id,
-                        kind,
-                        orjson.dumps(body).decode(),
-                        now,
-                    ],
-                )
+                params = [
+                    conversation_id,
+                    message_id,
+                    conversation_id,
+                    sender_id,
+                    client_msg_id,
+                    kind,
+                    orjson.dumps(body).decode(),
+                    now,
+                ]
+                if searchable:
+                    row = await sql.fetch_one(
+                        _APPEND_POSTGRES_SEARCHABLE,
+                        [*params, orjson.dumps({"message_id": message_id}).decode(), now],
+                    )
+                else:
+                    row = await sql.fetch_one(_APPEND_POSTGRES, params)
                 seq = int(row["seq"]) if row is not None else None
             else:
                 seq = await self._append_in_transaction(
-                    conversation_id, message_id, sender_id, client_msg_id, kind, body, now, update
+                    conversation_id,
+                    message_id,
+                    sender_id,
+                    client_msg_id,
+                    kind,
+                    body,
+                    now,
+                    update,
+                    searchable,
                 )
         except IntegrityError:
             existing = await Message.get_or_none(
@@ -207,6 +223,7 @@ class MessageService:
         body: dict[str, Any],
         now: datetime,
         update: tuple[str, dict[str, Any]] | None,
+        searchable: bool,
     ) -> int | None:
         async with in_transaction() as conn:
             # The UPDATE holds the conversation's row lock until commit, so seqs are
@@ -231,6 +248,8 @@ class MessageService:
                 target_id=update[0] if update is not None else None,
                 using_db=conn,
             )
+            if searchable:
+                await outbox.record(outbox.MESSAGE, {"message_id": message_id}, conn)
             if update is not None:
                 target_id, changes = update
                 await Message.filter(id=target_id).using_db(conn).update(**changes)
@@ -251,6 +270,10 @@ class MessageService:
         kind: str,
         body: dict[str, Any],
     ) -> None:
+        if user_id in roster.blocked:
+            raise PermissionDeniedError(
+                "this person has blocked you; your messages are not delivered", code="blocked"
+            )
         mode = roster.mode
         if kind == "envelope":
             if mode != "encrypted":
@@ -306,6 +329,7 @@ class MessageService:
             kind="edit",
             body={"target": message_id, "kind": target.kind, "body": body},
             update=(message_id, {"body": body, "edited_at": now}),
+            searchable=roster.mode == "plaintext",
         )
 
     async def delete(
@@ -328,6 +352,7 @@ class MessageService:
             kind="delete",
             body={"target": message_id},
             update=(message_id, {"body": {}, "deleted_at": datetime.now(UTC)}),
+            searchable=membership.conversation.mode == "plaintext",
         )
 
     async def _target(self, conversation_id: str, message_id: str) -> Message:
@@ -490,4 +515,19 @@ WITH s AS (
 INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, kind, body, created_at)
 SELECT ?, ?, s.last_seq, ?, ?, ?, ?::jsonb, ? FROM s
 RETURNING seq
+"""
+
+# The same, plus the outbox event for message search, in one round trip.
+_APPEND_POSTGRES_SEARCHABLE = """
+WITH s AS (
+    UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq
+), m AS (
+    INSERT INTO messages
+        (id, conversation_id, seq, sender_id, client_msg_id, kind, body, created_at)
+    SELECT ?, ?, s.last_seq, ?, ?, ?, ?::jsonb, ? FROM s
+    RETURNING seq
+), e AS (
+    INSERT INTO events (kind, payload, created_at) SELECT 'message', ?::jsonb, ? FROM m
+)
+SELECT seq FROM m
 """

@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from server.text import FreeText, SingleLine
+from server.users.schemas import ProfileCard
 
 
 class _Strict(BaseModel):
@@ -196,3 +197,28 @@ class ReceiptOut(BaseModel):
     user_id: str
     delivered_seq: int
     read_seq: int
+
+
+class ChatRequestCreate(_Strict):
+    user_id: UUID
+    text: Annotated[str, StringConstraints(max_length=500), FreeText] = ""
+    mode: ConversationMode = Field(
+        default="encrypted", description="Mode of the direct conversation an acceptance opens"
+    )
+
+
+class ChatRequestOut(BaseModel):
+    id: str
+    sender: ProfileCard
+    recipient: ProfileCard
+    text: str
+    mode: str
+    state: str = Field(description="pending, accepted, declined or cancelled")
+    conversation_id: str | None = Field(description="Set once accepted")
+    created_at: datetime
+    decided_at: datetime | None
+
+
+class ChatRequestPage(BaseModel):
+    requests: list[ChatRequestOut]
+    next_before: str | None

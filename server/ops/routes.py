@@ -26,7 +26,12 @@ async def readyz(services: ServicesDep) -> Response:
     """Ready for traffic: the database and the key-value store answer, and not draining."""
     checks: dict[str, Any] = {}
     ready = True
-    probes = (("database", database.ping), ("kv", services.kv.ping), ("media", services.blobs.ping))
+    probes = (
+        ("database", database.ping),
+        ("kv", services.kv.ping),
+        ("media", services.blobs.ping),
+        ("search", services.search_index.ping),
+    )
     for name, probe in probes:
         try:
             await probe()

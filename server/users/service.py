@@ -12,7 +12,7 @@ from tortoise.transactions import in_transaction
 
 from config.errors import NotFoundError
 from server.users.schemas import MeOut, UserOut
-from storage import sql
+from storage import outbox, sql
 from storage.models import Identity, Member, User
 
 _CODE_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l look-alikes
@@ -58,9 +58,11 @@ class UserService:
             if row is not None:
                 user = SignedInUser(id=str(row["id"]), nickname=row["nickname"])
                 if nickname is not None and nickname != user.nickname:
-                    await User.filter(id=user.id).update(
-                        nickname=nickname, updated_at=datetime.now(UTC)
-                    )
+                    async with in_transaction():
+                        await User.filter(id=user.id).update(
+                            nickname=nickname, updated_at=datetime.now(UTC)
+                        )
+                        await outbox.record(outbox.PERSON, {"user_id": user.id})
                     user = SignedInUser(id=user.id, nickname=nickname)
                 return user, False
             try:
@@ -73,6 +75,9 @@ class UserService:
                         display=display or value,
                         verified_at=datetime.now(UTC),
                     )
+                    await outbox.record(outbox.PERSON, {"user_id": str(created.id)})
+                    if kind == "phone":
+                        await outbox.record(outbox.PHONE, {"user_id": str(created.id)})
                 return SignedInUser(id=str(created.id), nickname=created.nickname), True
             except IntegrityError:
                 continue  # a concurrent sign-in created it (or a code collided): look again

@@ -19,7 +19,7 @@ async def test_health_and_readiness(sqlite_node: ServerProcess) -> None:
         assert ready.status_code == 200
         assert ready.json() == {
             "status": "ready",
-            "checks": {"database": "ok", "kv": "ok", "media": "ok"},
+            "checks": {"database": "ok", "kv": "ok", "media": "ok", "search": "ok"},
         }
 
 

@@ -1,0 +1,264 @@
+"""Address books and who is whose contact (seed 002).
+
+A client uploads the numbers in its address book; each is normalized to
+E.164 and kept only as HMAC-SHA256(server secret, number). Verified phone
+numbers of users are kept the same way in ``phone_directory``, so matching an
+address book is one indexed join, and ``user_contacts`` (owner has a number of
+contact) is the relation everything else uses: status goes to *mutual*
+contacts, "contacts" visibility in search means "people who have my number".
+
+The relation changes from both sides: an upload or edit of an address book
+(here, at once, so the answer lists the matches), and a user gaining or losing
+a verified number (``sync_phones``, run by the indexer from the outbox), which
+tells every owner of that number that the contact joined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import phonenumbers
+from tortoise.transactions import in_transaction
+
+from config.errors import InvalidRequestError
+from realtime.events import CONTACT_JOINED, Emitter
+from server.users.profiles import card_of, cards
+from server.users.schemas import ProfileCard
+from storage import sql
+from storage.models import Contact, Identity, PhoneDirectory, UserContact
+
+log = logging.getLogger(__name__)
+
+MAX_CONTACTS = 5000
+_MAX_RAW = 64
+
+
+def phone_hash(secret: bytes, e164: str) -> str:
+    return hmac.new(secret, b"parley-phone-v1:" + e164.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    hashes: dict[str, list[int]]  # hash -> indexes of the submitted entries that gave it
+    invalid: list[int]
+
+
+class ContactService:
+    def __init__(self, secret: bytes, emitter: Emitter) -> None:
+        self._secret = secret
+        self._emitter = emitter
+
+    # -- address books ----------------------------------------------------------
+
+    def normalize(self, numbers: Sequence[str], region: str | None) -> Normalized:
+        """Keyed hashes of the valid numbers; indexes of the ones that are not numbers."""
+        hashes: dict[str, list[int]] = {}
+        invalid: list[int] = []
+        hint = region.upper() if region else None
+        for index, raw in enumerate(numbers):
+            try:
+                if len(raw) > _MAX_RAW:
+                    raise phonenumbers.NumberParseException(0, "too long")
+                number = phonenumbers.parse(raw, hint)
+                if not phonenumbers.is_valid_number(number):
+                    raise phonenumbers.NumberParseException(0, "not valid")
+            except phonenumbers.NumberParseException:
+                invalid.append(index)
+                continue
+            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            hashes.setdefault(phone_hash(self._secret, e164), []).append(index)
+        return Normalized(hashes, invalid)
+
+    async def replace(
+        self, owner_id: str, numbers: Sequence[str], region: str | None
+    ) -> tuple[list[tuple[ProfileCard, list[int]]], Normalized]:
+        """The whole address book: what was there before is forgotten."""
+        found = self.normalize(numbers, region)
+        async with in_transaction():
+            await Contact.filter(owner_id=owner_id).delete()
+            await self._store(owner_id, found.hashes)
+        return await self._rematch(owner_id, found), found
+
+    async def patch(
+        self, owner_id: str, add: Sequence[str], remove: Sequence[str], region: str | None
+    ) -> tuple[list[tuple[ProfileCard, list[int]]], Normalized]:
+        """Add and remove entries; matches are those of the added ones."""
+        found = self.normalize(add, region)
+        gone = self.normalize(remove, region)
+        async with in_transaction():
+            if gone.hashes:
+                await Contact.filter(owner_id=owner_id, phone_hash__in=list(gone.hashes)).delete()
+            existing = {
+                str(h)
+                for h in await Contact.filter(owner_id=owner_id).values_list(
+                    "phone_hash", flat=True
+                )
+            }
+            if len(existing | set(found.hashes)) > MAX_CONTACTS:
+                raise InvalidRequestError(
+                    f"add: the address book would hold more than {MAX_CONTACTS} numbers",
+                    code="too_many_contacts",
+                )
+            await self._store(
+                owner_id, {h: i for h, i in found.hashes.items() if h not in existing}
+            )
+        return await self._rematch(owner_id, found), found
+
+    async def clear(self, owner_id: str) -> None:
+        async with in_transaction():
+            await Contact.filter(owner_id=owner_id).delete()
+            await UserContact.filter(owner_id=owner_id).delete()
+
+    async def _store(self, owner_id: str, hashes: dict[str, list[int]]) -> None:
+        await Contact.bulk_create(
+            [Contact(owner_id=owner_id, phone_hash=h) for h in hashes], batch_size=1000
+        )
+
+    async def _rematch(
+        self, owner_id: str, found: Normalized
+    ) -> list[tuple[ProfileCard, list[int]]]:
+        """Make ``user_contacts`` of the owner agree with the address book; its matches."""
+        matched = await sql.fetch(
+            "SELECT c.phone_hash, d.user_id FROM contacts c "
+            "JOIN phone_directory d ON d.phone_hash = c.phone_hash WHERE c.owner_id = ?",
+            [owner_id],
+        )
+        users = {str(r["user_id"]) for r in matched} - {owner_id}
+        current = {
+            str(u)
+            for u in await UserContact.filter(owner_id=owner_id).values_list(
+                "contact_id", flat=True
+            )
+        }
+        async with in_transaction():
+            if current - users:
+                await UserContact.filter(
+                    owner_id=owner_id, contact_id__in=list(current - users)
+                ).delete()
+            await UserContact.bulk_create(
+                [UserContact(owner_id=owner_id, contact_id=u) for u in users - current],
+                ignore_conflicts=True,
+            )
+        indexes: dict[str, list[int]] = {}
+        for row in matched:
+            user = str(row["user_id"])
+            if user != owner_id and row["phone_hash"] in found.hashes:
+                indexes.setdefault(user, []).extend(found.hashes[row["phone_hash"]])
+        return [(card, sorted(indexes[card.user_id])) for card in await cards(list(indexes))]
+
+    async def matched(self, owner_id: str) -> list[tuple[ProfileCard, bool]]:
+        """The owner's contacts who use Parley, and whether each has the owner too."""
+        contacts = [
+            str(u)
+            for u in await UserContact.filter(owner_id=owner_id).values_list(
+                "contact_id", flat=True
+            )
+        ]
+        mutual = set(await self.mutual(owner_id))
+        return [(card, card.user_id in mutual) for card in await cards(contacts)]
+
+    # -- the relation -------------------------------------------------------------
+
+    async def mutual(self, user_id: str) -> list[str]:
+        """Users who have this user's number and whose number this user has."""
+        rows = await sql.fetch(
+            "SELECT a.contact_id FROM user_contacts a JOIN user_contacts b "
+            "ON b.owner_id = a.contact_id AND b.contact_id = a.owner_id WHERE a.owner_id = ?",
+            [user_id],
+        )
+        return [str(r["contact_id"]) for r in rows]
+
+    async def listed_by(self, user_id: str) -> list[str]:
+        """Users whose address book holds a number of this user."""
+        return [
+            str(u)
+            for u in await UserContact.filter(contact_id=user_id).values_list("owner_id", flat=True)
+        ]
+
+    # -- the other side: a user's verified numbers changed ------------------------
+
+    async def sync_phones(self, user_id: str) -> list[str]:
+        """Bring the directory and the relation up to date for one user; owners told."""
+        phones = await Identity.filter(
+            user_id=user_id, kind="phone", verified_at__not_isnull=True
+        ).values_list("value", flat=True)
+        wanted = {phone_hash(self._secret, str(p)) for p in phones}
+        have = set(
+            await PhoneDirectory.filter(user_id=user_id).values_list("phone_hash", flat=True)
+        )
+        added, removed = wanted - have, have - wanted
+        async with in_transaction():
+            if removed:
+                await PhoneDirectory.filter(phone_hash__in=list(removed)).delete()
+            if added:
+                # A number moves with its identity; an old row of another user goes.
+                await PhoneDirectory.filter(phone_hash__in=list(added)).delete()
+                await PhoneDirectory.bulk_create(
+                    [PhoneDirectory(phone_hash=h, user_id=user_id) for h in added]
+                )
+        joined: list[str] = []
+        if wanted:
+            # Everyone holding one of the numbers who is not linked yet: this
+            # does not depend on what the directory held before, so a replay, a
+            # rebuilt directory or an earlier failure still tells everyone once.
+            owners = set(
+                str(o)
+                for o in await Contact.filter(phone_hash__in=list(wanted)).values_list(
+                    "owner_id", flat=True
+                )
+            ) - {user_id}
+            already = set(
+                str(o)
+                for o in await UserContact.filter(
+                    contact_id=user_id, owner_id__in=list(owners)
+                ).values_list("owner_id", flat=True)
+            )
+            joined = sorted(owners - already)
+            await UserContact.bulk_create(
+                [UserContact(owner_id=o, contact_id=user_id) for o in joined],
+                ignore_conflicts=True,
+            )
+        if removed:
+            await self._drop_stale(user_id, wanted)
+        if joined:
+            card = await card_of(user_id)
+            if card is not None:
+                await self._emit(CONTACT_JOINED, {"contact": card.model_dump(mode="json")}, joined)
+        return joined
+
+    async def _drop_stale(self, user_id: str, wanted: set[str]) -> None:
+        """Owners who no longer hold any of the user's numbers lose the relation."""
+        owners = set(
+            str(o)
+            for o in await UserContact.filter(contact_id=user_id).values_list("owner_id", flat=True)
+        )
+        keep = (
+            set(
+                str(o)
+                for o in await Contact.filter(
+                    owner_id__in=list(owners), phone_hash__in=list(wanted)
+                ).values_list("owner_id", flat=True)
+            )
+            if wanted
+            else set()
+        )
+        if owners - keep:
+            await UserContact.filter(contact_id=user_id, owner_id__in=list(owners - keep)).delete()
+
+    async def rebuild_directory(self, batch: int = 1000) -> None:
+        """Recompute every verified number's hash (``parley reindex``, or a new secret)."""
+        await PhoneDirectory.all().delete()
+        rows = await Identity.filter(kind="phone", verified_at__not_isnull=True).values_list(
+            "value", "user_id"
+        )
+        entries = [
+            PhoneDirectory(phone_hash=phone_hash(self._secret, str(v)), user_id=u) for v, u in rows
+        ]
+        await PhoneDirectory.bulk_create(entries, batch_size=batch, ignore_conflicts=True)
+
+    async def _emit(self, event: str, data: object, user_ids: Iterable[str]) -> None:
+        await self._emitter.emit_to_users(event, data, list(user_ids))
