@@ -364,7 +364,7 @@ class StatusChange(Model):
 
     class Meta:
         table = "status_changes"
-        indexes = (("user", "id"),)
+        indexes = (("user_id", "id"),)
 
 
 class Contact(Model):
@@ -457,7 +457,7 @@ class ChatRequest(Model):
 
     class Meta:
         table = "chat_requests"
-        indexes = (("recipient", "state"), ("sender", "state"))
+        indexes = (("recipient_id", "state"), ("sender_id", "state"))
 
 
 class Event(Model):

@@ -76,6 +76,10 @@ class ChatRequestService:
 
     async def accept(self, user_id: str, request_id: str) -> ChatRequestOut:
         request = await self._pending(request_id, recipient_id=user_id)
+        if await Block.exists(blocker_id=user_id, blocked_id=request.sender_id):
+            raise PermissionDeniedError(
+                "you blocked this person; unblock them first", code="blocked"
+            )
         conversation = await self._conversations.open_direct(
             user_id, str(request.sender_id), request.mode
         )

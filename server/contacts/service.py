@@ -29,7 +29,7 @@ from realtime.events import CONTACT_JOINED, Emitter
 from server.users.profiles import card_of, cards
 from server.users.schemas import ProfileCard
 from storage import sql
-from storage.models import Contact, Identity, PhoneDirectory, UserContact
+from storage.models import Block, Contact, Identity, PhoneDirectory, UserContact
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,14 @@ class ContactService:
             )
         ]
         mutual = set(await self.mutual(owner_id))
-        return [(card, card.user_id in mutual) for card in await cards(contacts)]
+        hidden = {
+            str(u)
+            for u in await Block.filter(blocked_id=owner_id).values_list("blocker_id", flat=True)
+        }
+        return [
+            (card, card.user_id in mutual)
+            for card in await cards([c for c in contacts if c not in hidden])
+        ]
 
     # -- the relation -------------------------------------------------------------
 

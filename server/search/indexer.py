@@ -25,13 +25,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storage.search import MessageDoc, PersonDoc, SearchIndex
-
 from config.errors import UnavailableError
 from server.contacts.service import ContactService
 from storage import outbox, sql
 from storage.kv import KeyValueStore
 from storage.models import Conversation, Event, IndexerState, Message, Profile, User
+from storage.search import MessageDoc, PersonDoc, SearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,23 @@ class Indexer:
     # -- the loop -----------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            # A node shutting down hands the lease on at once, not after its TTL.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._release_lease())
+
+    async def _release_lease(self) -> None:
+        holder = await self._kv.get(self._lease_key)
+        if holder is not None and holder.decode() == self._node:
+            await self._kv.delete(self._lease_key)
+
+    @property
+    def _lease_key(self) -> str:
+        return f"lease:indexer:{NAME}"
+
+    async def _loop(self) -> None:
         while True:
             try:
                 if await self._hold_lease():
@@ -89,7 +105,7 @@ class Indexer:
             self._wake.clear()
 
     async def _hold_lease(self) -> bool:
-        key = f"lease:indexer:{NAME}"
+        key = self._lease_key
         holder = await self._kv.get(key)
         if holder is None:
             return await self._kv.set(

@@ -30,7 +30,11 @@ async def search_people(
     limit: Limit = 20,
     offset: Offset = 0,
 ) -> PeoplePage:
-    """People by shared interests (most first), then by how well the name matches."""
+    """People by shared interests (most first), then by how well the name matches.
+
+    Without `interests`, the interests on your profile are used: with `q` to
+    rank the name matches, alone to find people like you.
+    """
     slugs = [s.strip() for s in interests.split(",") if s.strip()]
     return await services.search.people(principal.user_id, q, slugs, limit, offset)
 

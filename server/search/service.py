@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from storage.search import SearchIndex
-
 from config.errors import InvalidRequestError, NotFoundError
 from server.chats.access import require_member
 from server.chats.messages import message_out
@@ -12,7 +10,8 @@ from server.search.indexer import Indexer
 from server.search.schemas import EventStatus, MessageSearchPage, PeoplePage
 from server.users.interests import CATALOGUE
 from server.users.profiles import blocked_between, cards
-from storage.models import Event, Member, Message
+from storage.models import Event, Member, Message, Profile
+from storage.search import SearchIndex
 
 MAX_QUERY = 200
 MAX_OFFSET = 1000
@@ -43,8 +42,14 @@ class SearchService:
                 f"interests: not in the catalogue: {', '.join(unknown[:5])}",
                 code="unknown_interest",
             )
+        if not interests:
+            # Without a choice, "shared" means shared with the searcher's profile.
+            profile = await Profile.get_or_none(user_id=user_id)
+            interests = list(profile.interests) if profile is not None else []
         if not query and not interests:
-            raise InvalidRequestError("give `q` (a name) or `interests`, or both")
+            raise InvalidRequestError(
+                "give `q` (a name) or `interests`, or list interests on your profile"
+            )
         hits = await self._index.search_people(
             query=query,
             interests=interests,

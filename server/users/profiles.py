@@ -158,6 +158,11 @@ class ProfileService:
 
     # -- status -----------------------------------------------------------------
 
+    async def _unblocked_mutual(self, user_id: str) -> list[str]:
+        """Mutual contacts, less anyone on either side of a block with this user."""
+        blocked = await blocked_between(user_id)
+        return [u for u in await self._mutual(user_id) if u not in blocked]
+
     async def set_status(self, user_id: str, request: StatusRequest | None) -> StatusOut:
         """Set (or with None clear) the status; mutual contacts are told at once."""
         now = datetime.now(UTC)
@@ -181,7 +186,7 @@ class ProfileService:
                 user_id=user_id, state=state, text=text, expires_at=expires, created_at=now
             )
         status = StatusOut(state=state, text=text, expires_at=expires, updated_at=now)
-        mutual = await self._mutual(user_id)
+        mutual = await self._unblocked_mutual(user_id)
         if mutual:
             await self._emitter.emit_to_users(
                 STATUS_UPDATED,
@@ -192,7 +197,7 @@ class ProfileService:
 
     async def updates(self, user_id: str, since: int, limit: int) -> StatusChangePage:
         """Status changes of the user's mutual contacts after change id ``since``, oldest first."""
-        mutual = await self._mutual(user_id)
+        mutual = await self._unblocked_mutual(user_id)
         rows = (
             await StatusChange.filter(user_id__in=mutual, id__gt=since)
             .order_by("id")

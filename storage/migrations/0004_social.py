@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('decided_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'chat_requests', 'app': 'parley', 'indexes': [Index(fields=['recipient', 'state']), Index(fields=['sender', 'state'])], 'pk_attr': 'id', 'table_description': 'Seed 003: a request to chat. Accepting it opens a direct conversation.'},
+            options={'table': 'chat_requests', 'app': 'parley', 'indexes': [Index(fields=['recipient_id', 'state']), Index(fields=['sender_id', 'state'])], 'pk_attr': 'id', 'table_description': 'Seed 003: a request to chat. Accepting it opens a direct conversation.'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -108,7 +108,7 @@ class Migration(migrations.Migration):
                 ('expires_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'status_changes', 'app': 'parley', 'indexes': [Index(fields=['user', 'id'])], 'pk_attr': 'id', 'table_description': "One status change, kept for the contacts' update feed."},
+            options={'table': 'status_changes', 'app': 'parley', 'indexes': [Index(fields=['user_id', 'id'])], 'pk_attr': 'id', 'table_description': "One status change, kept for the contacts' update feed."},
             bases=['Model'],
         ),
         ops.CreateModel(

@@ -66,6 +66,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.stop()  # joins the reader and closes the pipe
                 raise RuntimeError(
                     f"{self.name} exited at start:\n" + "\n".join(self.raw_lines[-40:])
                 )
