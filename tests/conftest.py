@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,3 +16,33 @@ async def postgres_url() -> AsyncIterator[str]:
     url = await create_postgres_database()
     yield url
     await drop_postgres_database(url)
+
+
+# OpenSearch has no server on a development machine: its contract tests run only
+# when PARLEY_OPENSEARCH_URL is set. Otherwise they are deselected (neither
+# passed nor skipped) and the summary says so.
+_OPENSEARCH_NOT_RUN = pytest.StashKey[int]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PARLEY_OPENSEARCH_URL"):
+        return
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_opensearch = callspec is not None and callspec.params.get("search") == "opensearch"
+        (dropped if on_opensearch else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+        config.stash[_OPENSEARCH_NOT_RUN] = len(dropped)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    if config.stash.get(_OPENSEARCH_NOT_RUN, 0):
+        terminalreporter.write_line(
+            "OpenSearch contract tests NOT RUN: PARLEY_OPENSEARCH_URL is not set"
+        )

@@ -1,0 +1,363 @@
+"""Search on PostgreSQL with pg_trgm, in the application's database.
+
+Tables (migration 0003): ``search_people`` with a GIN trigram index on
+``names`` (normalized name and nickname, a generated column) and a GIN index
+on the interests array; ``search_messages`` with a GIN trigram index on the
+normalized body, a GIN index on its words (``to_tsvector('simple', body)``)
+and a btree on (conversation_id, seq).
+
+Fuzzy matching uses the ``<%`` operator (``word_similarity >= threshold``),
+which the GIN trigram indexes serve; the threshold is pg_trgm's
+``word_similarity_threshold`` set with SET LOCAL, so each search runs in a
+short transaction of its own (pooled connections keep no session state).
+People are scored in SQL exactly as base.rank_people scores them in Python,
+so they rank as on the other backends. A message query word is compared with
+the whole body here (one word_similarity call) and with each body word in
+Python; the two differ only when a word matches across two body words
+("icecream" in "ice cream"), never on one-word typos.
+
+Searches that could match thousands of rows first try shortcuts that return
+exactly the same page (see TIERS and _MESSAGES_EXACT).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from config.errors import UnavailableError
+from storage import sql
+from storage.search.base import (
+    SIMILARITY_THRESHOLD,
+    MessageDoc,
+    MessageHit,
+    MessageSearch,
+    PeopleSearch,
+    PersonDoc,
+    PersonHit,
+    canonical_ids,
+    prepare_messages,
+    prepare_people,
+)
+
+# Statements below with $n placeholders go straight to execute_query_dict;
+# those with ? go through storage.sql, which numbers them.
+
+# Rows per INSERT: a JSON parameter of 500 messages stays around 2 MB.
+BATCH = 500
+
+
+def _threshold(value: float) -> str:
+    return f"SET LOCAL pg_trgm.word_similarity_threshold = {float(value)}"
+
+
+_UPSERT_PEOPLE = """
+INSERT INTO search_people (user_id, name, nickname, interests, visibility)
+SELECT (d->>'user_id')::uuid, d->>'name', d->>'nickname',
+       ARRAY(SELECT jsonb_array_elements_text(d->'interests')), d->>'visibility'
+FROM jsonb_array_elements(?::text::jsonb) AS d
+ON CONFLICT (user_id) DO UPDATE SET
+    name = excluded.name, nickname = excluded.nickname,
+    interests = excluded.interests, visibility = excluded.visibility
+"""
+
+_UPSERT_MESSAGES = """
+INSERT INTO search_messages (message_id, conversation_id, seq, sender_id, body, created_at)
+SELECT (d->>'message_id')::uuid, (d->>'conversation_id')::uuid, (d->>'seq')::bigint,
+       (d->>'sender_id')::uuid, d->>'body', (d->>'created_at')::timestamptz
+FROM jsonb_array_elements(?::text::jsonb) AS d
+ON CONFLICT (message_id) DO UPDATE SET
+    conversation_id = excluded.conversation_id, seq = excluded.seq,
+    sender_id = excluded.sender_id, body = excluded.body, created_at = excluded.created_at
+"""
+
+# Never the excluded; "contacts" people only for their contacts. The id lists
+# are unnested into hashed sub-plans: a row costs one lookup however long they are.
+_AUDIENCE = """p.user_id NOT IN (SELECT unnest($2::uuid[]))
+      AND (p.visibility = 'everyone' OR p.user_id IN (SELECT unnest($3::uuid[])))"""
+
+
+def _shared(first: int, count: int) -> str:
+    """Interests shared with the searcher: one parameter per searched interest
+    (a sum of = ANY is several times cheaper per row than unnesting the array)."""
+    if not count:
+        return "0"
+    return " + ".join(f"(${n} = ANY(p.interests))::int" for n in range(first, first + count))
+
+
+def _people_by_query(interests: int, *, sharing_all: bool = False) -> str:
+    """$1 query, $2 exclude, $3 contacts_of, $4 limit, $5 offset, then the interests
+    (and, ``sharing_all``, their array: only people with every one of them).
+
+    The score mirrors base.rank_people: round(float4::numeric, 4).
+    """
+    all_of = f"AND p.interests @> ${6 + interests}::text[]" if sharing_all else ""
+    return f"""
+SELECT user_id::text AS user_id, shared, score FROM (
+    SELECT p.user_id, {_shared(6, interests)} AS shared,
+           round(word_similarity($1, p.names)::numeric, 4) AS score
+    FROM search_people AS p
+    WHERE $1 <% p.names AND {_AUDIENCE} {all_of}
+) AS s
+ORDER BY shared DESC, score DESC, user_id
+LIMIT $4 OFFSET $5
+"""  # noqa: S608 (only placeholders are interpolated)
+
+
+def _people_by_interests(interests: int, *, sharing_all: bool = False) -> str:
+    """$1 interests, $2 exclude, $3 contacts_of, $4 limit, $5 offset, then each interest."""
+    match = "@>" if sharing_all else "&&"
+    return f"""
+SELECT user_id::text AS user_id, shared, 0 AS score FROM (
+    SELECT p.user_id, {_shared(6, interests)} AS shared
+    FROM search_people AS p
+    WHERE p.interests {match} $1::text[] AND {_AUDIENCE}
+) AS s
+ORDER BY shared DESC, user_id
+LIMIT $4 OFFSET $5
+"""  # noqa: S608 (only placeholders are interpolated)
+
+
+# Shortcuts that return exactly what the full search would, scoring far fewer
+# rows. A common first name or a prefix ("maria", "ma") matches thousands of
+# people at 0.3; ranking them all is what makes a search slow.
+#
+# - By score alone: look first among the people scoring at least 1.0, then 0.6.
+#   When a tier fills the page, every person outside it scores lower than the
+#   page's last (no similarity lies within 0.00005 below 1 or 0.6 for names
+#   this short, so rounding cannot make one tie).
+# - With interests: people sharing all of them (found with the GIN index on the
+#   array) rank before everyone else; when they fill the page, that is the page.
+TIERS = (1.0, 0.6)
+
+
+# Messages holding every query word as a word score exactly 1 and rank first,
+# newest first; the word index finds them without comparing trigrams. When
+# they fill the page, that is the page. (Bodies are normalized, so the
+# 'simple' parser's tokens are exactly their words.)
+_MESSAGES_EXACT = """
+SELECT message_id::text AS message_id, conversation_id::text AS conversation_id, seq,
+       1.0 AS score
+FROM search_messages
+WHERE conversation_id = ANY($1::uuid[])
+  AND to_tsvector('simple', body) @@ plainto_tsquery('simple', $2)
+ORDER BY created_at DESC, seq DESC, message_id
+LIMIT $3
+"""
+
+
+def _messages_sql(words: int) -> str:
+    """$1 conversations, $2.. the words, then limit and offset."""
+    params = [f"${n}" for n in range(2, words + 2)]
+    matches = " AND ".join(f"{p} <% body" for p in params)
+    relevance = " + ".join(f"word_similarity({p}, body)::numeric" for p in params)
+    # Only placeholders and a count are interpolated; the words are parameters.
+    return f"""
+SELECT message_id::text AS message_id, conversation_id::text AS conversation_id, seq, score
+FROM (
+    SELECT message_id, conversation_id, seq, created_at,
+           round(({relevance}) / {words}, 4) AS score
+    FROM search_messages
+    WHERE conversation_id = ANY($1::uuid[]) AND {matches}
+) AS s
+ORDER BY score DESC, created_at DESC, seq DESC, message_id
+LIMIT ${words + 2} OFFSET ${words + 3}
+"""  # noqa: S608
+
+
+class PostgresSearchIndex:
+    """The search index in the PostgreSQL database Tortoise has open."""
+
+    backend = "postgres"
+
+    def __init__(self, conn: BaseDBAsyncClient | None = None) -> None:
+        self._conn = conn
+
+    def _client(self) -> BaseDBAsyncClient:
+        return self._conn or sql.connection()
+
+    async def ping(self) -> None:
+        try:
+            await sql.fetch("SELECT 1 FROM search_people LIMIT 1", [], conn=self._client())
+        except Exception as exc:
+            raise UnavailableError(f"search index unreachable: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        return None  # the database belongs to the application's lifespan
+
+    async def _write(self, statement: str, rows: list[dict[str, Any]]) -> None:
+        async with in_transaction(self._client().connection_name) as conn:
+            for start in range(0, len(rows), BATCH):
+                chunk = json.dumps(rows[start : start + BATCH])
+                await sql.fetch(statement, [chunk], conn=conn)
+
+    async def upsert_people(self, docs: Sequence[PersonDoc]) -> None:
+        rows = [
+            {
+                "user_id": p.user_id,
+                "name": p.name,
+                "nickname": p.nickname,
+                "interests": list(p.interests),
+                "visibility": p.visibility,
+            }
+            for p in prepare_people(docs)
+        ]
+        if rows:
+            await self._write(_UPSERT_PEOPLE, rows)
+
+    async def delete_people(self, user_ids: Sequence[str]) -> None:
+        await self._delete("DELETE FROM search_people WHERE user_id = ANY(?::uuid[])", user_ids)
+
+    async def upsert_messages(self, docs: Sequence[MessageDoc]) -> None:
+        rows = [
+            {
+                "message_id": m.message_id,
+                "conversation_id": m.conversation_id,
+                "seq": m.seq,
+                "sender_id": m.sender_id,
+                "body": m.body,
+                "created_at": m.created_at.isoformat(),
+            }
+            for m in prepare_messages(docs)
+        ]
+        if rows:
+            await self._write(_UPSERT_MESSAGES, rows)
+
+    async def delete_messages(self, message_ids: Sequence[str]) -> None:
+        await self._delete(
+            "DELETE FROM search_messages WHERE message_id = ANY(?::uuid[])", message_ids
+        )
+
+    async def _delete(self, statement: str, ids: Sequence[str]) -> None:
+        if ids:
+            await sql.fetch(statement, [canonical_ids(ids)], conn=self._client())
+
+    async def search_people(
+        self,
+        *,
+        query: str,
+        interests: Sequence[str],
+        exclude: Collection[str],
+        contacts_of: Collection[str],
+        limit: int,
+        offset: int,
+    ) -> list[PersonHit]:
+        search = PeopleSearch.of(
+            query=query,
+            interests=interests,
+            exclude=exclude,
+            contacts_of=contacts_of,
+            limit=limit,
+            offset=offset,
+        )
+        if search.is_empty:
+            return []
+        audience = [list(search.exclude), list(search.contacts_of)]
+        if search.query and search.interests:
+            rows = await self._people_by_query_and_interests(search, audience)
+        elif search.query:
+            rows = await self._people_by_score(search, audience)
+        else:
+            rows = await self._people_by_interests(search, audience)
+        return [
+            PersonHit(user_id=r["user_id"], shared_interests=r["shared"], score=float(r["score"]))
+            for r in rows
+        ]
+
+    async def _people_by_score(
+        self, search: PeopleSearch, audience: list[list[str]]
+    ) -> list[dict[str, Any]]:
+        statement = _people_by_query(0)
+        need = search.offset + search.limit
+        async with in_transaction(self._client().connection_name) as conn:
+            for threshold in TIERS:
+                await conn.execute_script(_threshold(threshold))
+                rows = await conn.execute_query_dict(statement, [search.query, *audience, need, 0])
+                if len(rows) == need:
+                    return rows[search.offset :]
+            await conn.execute_script(_threshold(SIMILARITY_THRESHOLD))
+            return await conn.execute_query_dict(
+                statement, [search.query, *audience, search.limit, search.offset]
+            )
+
+    async def _people_by_query_and_interests(
+        self, search: PeopleSearch, audience: list[list[str]]
+    ) -> list[dict[str, Any]]:
+        n = len(search.interests)
+        need = search.offset + search.limit
+        async with in_transaction(self._client().connection_name) as conn:
+            await conn.execute_script(_threshold(SIMILARITY_THRESHOLD))
+            rows = await conn.execute_query_dict(
+                _people_by_query(n, sharing_all=True),
+                [search.query, *audience, need, 0, *search.interests, list(search.interests)],
+            )
+            if len(rows) == need:
+                return rows[search.offset :]
+            return await conn.execute_query_dict(
+                _people_by_query(n),
+                [search.query, *audience, search.limit, search.offset, *search.interests],
+            )
+
+    async def _people_by_interests(
+        self, search: PeopleSearch, audience: list[list[str]]
+    ) -> list[dict[str, Any]]:
+        n = len(search.interests)
+        need = search.offset + search.limit
+        conn = self._client()
+        slugs = list(search.interests)
+        if n > 1:
+            rows = await conn.execute_query_dict(
+                _people_by_interests(n, sharing_all=True),
+                [slugs, *audience, need, 0, *search.interests],
+            )
+            if len(rows) == need:
+                return rows[search.offset :]
+        rows = await conn.execute_query_dict(
+            _people_by_interests(n),
+            [slugs, *audience, search.limit, search.offset, *search.interests],
+        )
+        return rows
+
+    async def search_messages(
+        self, *, query: str, conversation_ids: Sequence[str], limit: int, offset: int
+    ) -> list[MessageHit]:
+        search = MessageSearch.of(
+            query=query, conversation_ids=conversation_ids, limit=limit, offset=offset
+        )
+        if search.is_empty:
+            return []
+        conversations = list(search.conversation_ids)
+        need = search.offset + search.limit
+        rows = await self._client().execute_query_dict(
+            _MESSAGES_EXACT, [conversations, " ".join(search.words), need]
+        )
+        if len(rows) == need:
+            rows = rows[search.offset :]
+        else:
+            rows = await self._fuzzy(
+                _messages_sql(len(search.words)),
+                [conversations, *search.words, search.limit, search.offset],
+            )
+        return [
+            MessageHit(
+                message_id=r["message_id"],
+                conversation_id=r["conversation_id"],
+                seq=r["seq"],
+                score=float(r["score"]),
+            )
+            for r in rows
+        ]
+
+    async def _fuzzy(self, statement: str, params: list[Any]) -> list[dict[str, Any]]:
+        """Run a statement using ``<%`` with Parley's threshold, in a transaction of its own."""
+        async with in_transaction(self._client().connection_name) as conn:
+            await conn.execute_script(_threshold(SIMILARITY_THRESHOLD))
+            rows: list[dict[str, Any]] = await conn.execute_query_dict(statement, params)
+            return rows
+
+    async def clear(self) -> None:
+        await self._client().execute_script("TRUNCATE search_people, search_messages")
