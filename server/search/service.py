@@ -14,11 +14,17 @@ from storage.models import Event, Member, Message, Profile
 from storage.search import SearchIndex
 
 MAX_QUERY = 200
+MIN_QUERY = 3
 MAX_OFFSET = 1000
 
 
 class EventNotFoundError(NotFoundError):
     code = "event_not_found"
+
+
+def _ideographic(text: str) -> bool:
+    """CJK scripts (from U+2E80): a character is a syllable or a word, not a letter."""
+    return any(ch >= "\u2e80" for ch in text)
 
 
 def _page(offset: int, limit: int, got: int) -> int | None:
@@ -36,6 +42,12 @@ class SearchService:
         self, user_id: str, query: str, interests: list[str], limit: int, offset: int
     ) -> PeoplePage:
         query = query.strip()
+        if 0 < len(query) < MIN_QUERY and not _ideographic(query):
+            # Matching is by trigrams: one or two letters match everybody a
+            # bit. Two CJK characters are a whole name, so they may search.
+            raise InvalidRequestError(
+                f"q: give at least {MIN_QUERY} characters", code="query_too_short"
+            )
         unknown = sorted(set(interests) - set(CATALOGUE))
         if unknown:
             raise InvalidRequestError(
@@ -69,8 +81,10 @@ class SearchService:
         self, user_id: str, query: str, conversation_id: str | None, limit: int, offset: int
     ) -> MessageSearchPage:
         query = query.strip()
-        if not query:
-            raise InvalidRequestError("q: give something to search for")
+        if len(query) < MIN_QUERY and not (query and _ideographic(query)):
+            raise InvalidRequestError(
+                f"q: give at least {MIN_QUERY} characters", code="query_too_short"
+            )
         if conversation_id is not None:
             membership = await require_member(user_id, conversation_id)
             ids = [conversation_id] if membership.conversation.mode == "plaintext" else []
