@@ -1,5 +1,7 @@
 """Where one image's time goes: the pipeline's steps one at a time, timed apart.
 
+    .venv/bin/python -m bench.media.profile [8k 4k]   # the codecs on the same pixels
+
 Each step is made to finish before the next starts (``copy_memory`` for
 pyvips, whose operations are otherwise lazy and run fused; ``load`` for
 Pillow), on one thread with no side executor. The encoders and the
@@ -168,3 +170,81 @@ def breakdown(lib: str, path: Path, runs: int) -> dict[str, Any]:
         "sum_of_steps_ms": sum(steps.values()),
         "one_thread_latency_ms": 1000 * statistics.median(wholes),
     }
+
+
+def codecs(path: Path, reps: int = 15) -> dict[str, Any]:
+    """The same pixels through both libraries' encoders, and the cost of a tiny operation.
+
+    Takes the fitted image the pyvips pipeline makes from ``path``, hands the
+    very same pixels to Pillow, and times each encoder on them (median
+    milliseconds; whether the outputs are the same bytes). Then a 160x90
+    image: JPEG and WebP encode and a 32 px thumbnail in each, where nearly
+    all the time is per-operation overhead.
+    """
+    import io
+
+    import pyvips
+    from PIL import Image
+
+    from media import pipeline
+
+    pipeline.configure_libvips()
+    spec = pipeline.Spec()
+    full = pipeline._to_srgb8(pipeline._load_fitted(path, "jpeg", spec, animated=False))
+    full = full.copy_memory()
+    same = Image.frombytes("RGB", (full.width, full.height), full.write_to_memory())
+    tiny_v = (pyvips.Image.black(160, 90, bands=3) + 100).cast("uchar").copy_memory()
+    tiny_p = Image.new("RGB", (160, 90), (100, 100, 100))
+
+    def pillow(image: Image.Image, fmt: str, **options: Any) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **options)
+        return buffer.getvalue()
+
+    def thumb(image: Image.Image) -> bytes:
+        small = image.copy()
+        small.thumbnail((32, 32))
+        return small.tobytes()
+
+    cases: dict[str, Callable[[], bytes]] = {
+        "webp full pyvips": lambda: full.webpsave_buffer(Q=80, effort=1, keep="none"),
+        "webp full Pillow": lambda: pillow(same, "WEBP", quality=80, method=1),
+        "jpeg full pyvips": lambda: full.jpegsave_buffer(Q=82, keep="none", optimize_coding=True),
+        "jpeg full Pillow": lambda: pillow(same, "JPEG", quality=82, optimize=True),
+        "160x90 webp pyvips": lambda: tiny_v.webpsave_buffer(Q=80, effort=1, keep="none"),
+        "160x90 webp Pillow": lambda: pillow(tiny_p, "WEBP", quality=80, method=1),
+        "160x90 jpeg pyvips": lambda: tiny_v.jpegsave_buffer(Q=82, keep="none"),
+        "160x90 jpeg Pillow": lambda: pillow(tiny_p, "JPEG", quality=82),
+        "160x90 to 32 px pyvips": lambda: tiny_v.thumbnail_image(32, height=32).write_to_memory(),
+        "160x90 to 32 px Pillow": lambda: thumb(tiny_p),
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    out: dict[str, bytes] = {}
+    for _ in range(reps):
+        for name, case in cases.items():
+            started = time.perf_counter()
+            out[name] = case()
+            times[name].append(time.perf_counter() - started)
+    return {
+        "image": path.stem,
+        "full_size": [full.width, full.height],
+        "ms": {name: 1000 * statistics.median(t) for name, t in times.items()},
+        "bytes": {name: len(data) for name, data in out.items()},
+        "webp_identical": out["webp full pyvips"] == out["webp full Pillow"],
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench.media import images
+
+    for name, file in images.ensure(sys.argv[1:] or ["8k", "4k"]).items():
+        result = codecs(file)
+        print(f"{name} ({result['full_size'][0]}x{result['full_size'][1]}):")
+        for case, ms in result["ms"].items():
+            print(f"  {case:24} {ms:7.2f} ms  {result['bytes'][case]:>8,} bytes")
+        print(f"  same WebP bytes: {result['webp_identical']}")
+        print(json.dumps(result), file=sys.stderr)

@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.media.run --quick         # fewer runs, to try things
     .venv/bin/python -m bench.media.run --images 8k --modes seq --no-profile
     .venv/bin/python -m bench.media.run --wait-quiet 15 # first wait for load < 0.5, no pytest
+    .venv/bin/python -m bench.media.run --rounds 3      # all of it 3 times, interleaved
 
 For each generated photo (bench/media/images.py) and each library, in a fresh
 process per (library, mode, photo) (bench/media/worker.py):
@@ -14,7 +15,7 @@ process per (library, mode, photo) (bench/media/worker.py):
   MediaPool, 2 workers, as the server runs it), ``--batch-runs`` batches of
   ``--batch`` images; median images/s, median per-image latency;
 - ``processes``: 2 in flight over a ProcessPoolExecutor of 2 workers;
-- peak RSS of each of those processes (ru_maxrss; for ``processes`` the sum
+- peak RSS of each of those processes (VmHWM; for ``processes`` the sum
   of every process's own peak), and its RSS after imports (the baseline);
 - ``profile``: each pipeline's steps timed apart (bench/media/profile.py).
 
@@ -68,7 +69,7 @@ def machine() -> dict[str, Any]:
         "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
         "libvips_jpeg": "mozjpeg (pyvips-binary)",
         "pillow": PIL.__version__,
-        "pillow_jpeg": f"libjpeg-turbo {features.version('jpg')}",
+        "pillow_jpeg": f"libjpeg-turbo {features.version('libjpeg_turbo')}",
         "pillow_webp": features.version("webp"),
     }
 
@@ -78,6 +79,40 @@ def quiet() -> dict[str, Any]:
     pgrep = subprocess.run(["pgrep", "-f", "pytest"], capture_output=True, text=True)
     pytest = [int(p) for p in pgrep.stdout.split() if int(p) != os.getpid()]
     return {"loadavg": list(os.getloadavg()), "pytest_processes": len(pytest)}
+
+
+class ForeignCpu:
+    """CPU time the rest of the machine used while we measured.
+
+    Busy time of all CPUs (/proc/stat) minus ours and our children's (the
+    worker processes and their pools, all waited for): what other people's
+    tests and benchmarks took from the two cores during the run.
+    """
+
+    def __init__(self) -> None:
+        self._start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float, float]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        tick = os.sysconf("SC_CLK_TCK")
+        idle, steal = fields[3] + fields[4], fields[7]  # idle + iowait; steal
+        busy = (sum(fields[:7]) - idle) / tick
+        t = os.times()
+        ours = t.user + t.system + t.children_user + t.children_system
+        return busy, ours, steal / tick, time.monotonic()
+
+    def result(self) -> dict[str, float]:
+        busy, ours, steal, now = self._sample()
+        foreign = max(0.0, (busy - self._start[0]) - (ours - self._start[1]))
+        seconds = now - self._start[3]
+        return {
+            "seconds": seconds,
+            "foreign_cpu_s": foreign,
+            "foreign_cores": foreign / seconds,
+            # time the hypervisor gave our vCPUs to someone else
+            "steal_cores": (steal - self._start[2]) / seconds,
+        }
 
 
 def wait_quiet(minutes: float, max_load: float) -> dict[str, Any]:
@@ -122,6 +157,7 @@ def check_outputs(paths: dict[str, Path]) -> dict[str, Any]:
         for lib, processed in made.items():
             for variant in processed.variants:
                 with Image.open(io.BytesIO(variant.data)) as image:
+                    image.load()
                     assert image.size == (variant.width, variant.height), (lib, variant.name)
                     left = {"exif", "icc_profile", "xmp"} & set(image.info)
                     assert not left, f"{lib} {name} {variant.name} keeps {left}"
@@ -168,12 +204,24 @@ def summary(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", default=",".join(p.name for p in images.PHOTOS))
-    parser.add_argument("--libs", default=",".join(LIBS))
+    parser.add_argument(
+        "--libs",
+        default=",".join(LIBS),
+        help="pyvips, pillow, and LIB:EXPERIMENT for a change from bench/media/experiments.py "
+        "measured beside them, e.g. pyvips,pyvips:icc-after-resize+concurrency-1 "
+        "(no-side applies to Pillow too)",
+    )
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--runs", type=int, default=9, help="seq: timed images (median)")
     parser.add_argument("--batch", type=int, default=12, help="threads/processes: images")
     parser.add_argument("--batch-runs", type=int, default=3, help="batches (median images/s)")
     parser.add_argument("--profile-runs", type=int, default=5)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat everything this many times, interleaved (medians over rounds)",
+    )
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="3 runs, one batch of 4")
     parser.add_argument(
@@ -203,6 +251,7 @@ def main() -> None:
             "batch": args.batch,
             "batch_runs": args.batch_runs,
             "profile_runs": args.profile_runs,
+            "rounds": args.rounds,
         },
         "targets": {"throughput_ratio": TARGET_RATIO, "latency_8k_ms": TARGET_8K_MS},
         "images": {name: images.describe(path) for name, path in paths.items()},
@@ -210,26 +259,34 @@ def main() -> None:
     print("checking both pipelines' outputs ...", flush=True)
     report["outputs"] = check_outputs(paths)
     results: list[dict[str, Any]] = []
+    foreign = ForeignCpu()
     libs = args.libs.split(",")
-    modes = args.modes.split(",") + ([] if args.no_profile else ["profile"])
-    for name in names:
-        for mode in modes:
-            # Alternate which library goes first, so slow drift hits both alike.
-            order = libs if len(results) % 2 == 0 else libs[::-1]
-            for lib in order:
-                config = {
-                    "lib": lib,
-                    "mode": mode,
-                    "image": str(paths[name]),
-                    "runs": args.profile_runs if mode == "profile" else args.runs,
-                    "batch": args.batch,
-                    "batch_runs": args.batch_runs,
-                }
-                result = run_worker(config)
-                results.append(result)
-                print(f"  {name:5} {mode:9} {lib:6}  {summary(result)}", flush=True)
+    profile = not args.no_profile
+    modes = args.modes.split(",") + (["profile"] if profile else [])
+    for round_ in range(1, args.rounds + 1):
+        for name in names:
+            for mode in modes:
+                # Alternate which library goes first, so slow drift hits both alike.
+                order = libs if len(results) % 2 == 0 else libs[::-1]
+                for spec in order:
+                    lib, _, experiment = spec.partition(":")
+                    if mode == "profile" and experiment:
+                        continue  # the profile spells out the unchanged pipeline's steps
+                    config = {
+                        "lib": lib,
+                        "mode": mode,
+                        "image": str(paths[name]),
+                        "runs": args.profile_runs if mode == "profile" else args.runs,
+                        "batch": args.batch,
+                        "batch_runs": args.batch_runs,
+                        "experiment": experiment,
+                    }
+                    result = {**run_worker(config), "round": round_}
+                    results.append(result)
+                    print(f"  {round_} {name:5} {mode:9} {spec:6}  {summary(result)}", flush=True)
     report["results"] = results
     report["at_end"] = quiet()
+    report["others_during_run"] = foreign.result()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = ROOT / "bench" / "results" / f"media-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import resource
 import statistics
 import sys
 import time
@@ -44,25 +43,40 @@ TICK = os.sysconf("SC_CLK_TCK")
 Process = Callable[..., Any]
 
 
-def load(lib: str) -> tuple[Process, Any]:
-    """The pipeline function and its default Spec, importing only that library."""
-    if lib == "pyvips":
-        from media.pipeline import Spec, configure_libvips, process
+def load(lib: str, experiment: str = "") -> tuple[Process, Any]:
+    """The pipeline function and its default Spec, importing only that library.
 
-        configure_libvips()
-        return process, Spec()
+    ``experiment``: changes from bench/media/experiments.py to apply.
+    """
+    from bench.media import experiments
+
+    if lib == "pyvips":
+        from media import pipeline
+
+        pipeline.configure_libvips()
+        experiments.apply(experiment, lib)
+        return experiments.process, pipeline.Spec()
     from bench.media.pillow_pipeline import Spec as PillowSpec
     from bench.media.pillow_pipeline import process as pillow_process
 
+    experiments.apply(experiment, lib)
+    if not experiments.with_side():
+
+        def without_side(path: Path, fmt: str, spec: Any, side: Executor | None = None) -> Any:
+            return pillow_process(path, fmt, spec, None)
+
+        return without_side, PillowSpec()
     return pillow_process, PillowSpec()
 
 
-def max_rss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+def peak_rss_kb(pid: int | str = "self") -> int:
+    """VmHWM: the process's peak RSS so far, in KiB.
 
-
-def peak_rss_kb(pid: int) -> int:
-    """VmHWM of a live process: its peak RSS so far, as ru_maxrss is for ourselves."""
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries that over exec, so
+    a process started by fork+exec (as subprocess and multiprocessing's spawn
+    do) reports at least the RSS its parent had when it forked. VmHWM belongs
+    to the address space, which exec replaces.
+    """
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
@@ -117,13 +131,13 @@ class ThreadPool:
 _job: dict[str, Any] = {}
 
 
-def _init_process(lib: str) -> None:
-    process, spec = load(lib)
+def _init_process(lib: str, experiment: str) -> None:
+    process, spec = load(lib, experiment)
     _job.update(
         process=process,
         spec=spec,
         side=ThreadPoolExecutor(1, thread_name_prefix="side"),
-        baseline_kb=max_rss_kb(),
+        baseline_kb=peak_rss_kb(),
     )
 
 
@@ -135,10 +149,10 @@ def _process_job(path: Path) -> tuple[int, int, Any]:
 class ProcessPool:
     """Two spawned worker processes, each processing one image at a time plus a side thread."""
 
-    def __init__(self, lib: str) -> None:
+    def __init__(self, lib: str, experiment: str) -> None:
         context = multiprocessing.get_context("spawn")
         self._pool: Executor = ProcessPoolExecutor(
-            WORKERS, mp_context=context, initializer=_init_process, initargs=(lib,)
+            WORKERS, mp_context=context, initializer=_init_process, initargs=(lib, experiment)
         )
         self.worker_baselines_kb: dict[int, int] = {}
         self.pids = [os.getpid()]
@@ -179,11 +193,12 @@ async def batch(pool: ThreadPool | ProcessPool, paths: list[Path], clients: int)
 
 async def measure(config: dict[str, Any]) -> dict[str, Any]:
     lib, mode, path = config["lib"], config["mode"], Path(config["image"])
-    process, spec = load(lib)
+    experiment = config.get("experiment", "")
+    process, spec = load(lib, experiment)
     pool: ThreadPool | ProcessPool = (
-        ProcessPool(lib) if mode == "processes" else ThreadPool(lib, process, spec)
+        ProcessPool(lib, experiment) if mode == "processes" else ThreadPool(lib, process, spec)
     )
-    baseline_kb = max_rss_kb()
+    baseline_kb = peak_rss_kb()
     clients = 1 if mode == "seq" else WORKERS
     try:
         await batch(pool, [path] * clients, clients)  # warm-up (and process start-up)
@@ -204,7 +219,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
                     "latencies_s": latencies,
                 }
             )
-        peak_kb, base_kb = max_rss_kb(), baseline_kb
+        peak_kb, base_kb = peak_rss_kb(), baseline_kb
         if isinstance(pool, ProcessPool):
             peak_kb += sum(peak_rss_kb(pid) for pid in pool.worker_baselines_kb)
             base_kb += sum(pool.worker_baselines_kb.values())
@@ -215,6 +230,7 @@ async def measure(config: dict[str, Any]) -> dict[str, Any]:
         "lib": lib,
         "mode": mode,
         "image": path.stem,
+        "experiment": experiment,
         "workers": WORKERS,
         "clients": clients,
         "median_latency_ms": 1000 * statistics.median(latencies),
