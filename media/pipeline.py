@@ -46,16 +46,6 @@ _LOADERS = {
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _AVIF_BRANDS = {b"avif", b"avis"}
 
-CONTENT_TYPES = {
-    "jpeg": "image/jpeg",
-    "png": "image/png",
-    "webp": "image/webp",
-    "gif": "image/gif",
-    "heic": "image/heic",
-    "avif": "image/avif",
-}
-SNIFF_BYTES = 64
-
 
 class UnsupportedImageError(ParleyError):
     status = 415

@@ -34,6 +34,7 @@ Client kinds, for the cost comparison (``run.py --part clients``):
 
 from __future__ import annotations
 
+import abc
 import array
 import asyncio
 import base64
@@ -259,7 +260,7 @@ def make_client(gen: Generator, index: int, token: str, user_id: str, conversati
     raise ValueError(f"unknown client kind {gen.kind!r}")
 
 
-class _RawBase:
+class _RawBase(abc.ABC):
     """Socket.IO v5 framing shared by the raw clients."""
 
     def __init__(
@@ -305,8 +306,9 @@ class _RawBase:
         elif frame.startswith("41") or frame.startswith("1"):
             self.connected = False
 
+    @abc.abstractmethod
     def send_raw(self, frame: str) -> None:
-        raise NotImplementedError
+        """Write one engine.io text frame on this client's transport."""
 
     def send_message(self, ack_id: int, text: str) -> None:
         self.send_raw(self.message_frame(ack_id, text))

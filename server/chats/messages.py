@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -26,7 +26,7 @@ from tortoise.transactions import in_transaction
 
 from config.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
 from config.settings import ChatSettings
-from realtime.events import MESSAGE_NEW, RECEIPT_UPDATED, TYPING
+from realtime.events import MESSAGE_NEW, RECEIPT_UPDATED, TYPING, Emitter
 from realtime.hub import describe_validation_error
 from server.chats.access import (
     ConversationNotFoundError,
@@ -52,10 +52,6 @@ from storage.models import Member, Message
 log = logging.getLogger(__name__)
 
 USER_KINDS = {"text", "image", "envelope"}
-
-
-class Emitter(Protocol):
-    async def emit_to_users(self, event: str, data: Any, user_ids: list[str]) -> None: ...
 
 
 class MessageNotFoundError(NotFoundError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tortoise.exceptions import IntegrityError
@@ -27,7 +27,7 @@ from crypto.devices import (
     verify_device_proof,
 )
 from crypto.tokens import key_id, raw_public_key
-from realtime.events import KEYS_CHANGED
+from realtime.events import KEYS_CHANGED, Emitter
 from server.devices.schemas import (
     CaOut,
     CertificateOut,
@@ -47,10 +47,6 @@ MAX_ACTIVE_DEVICES: Final = 20
 
 # "parley-ca-v1": the name of the layout crypto.ca signs, taken from its tag.
 CA_PAYLOAD_FORMAT: Final = PAYLOAD_TAG.rstrip(b"\x00").decode("ascii")
-
-
-class Emitter(Protocol):
-    async def emit_to_users(self, event: str, data: Any, user_ids: list[str]) -> None: ...
 
 
 class DeviceNotFoundError(NotFoundError):

@@ -35,7 +35,7 @@ from config.errors import (
 )
 from config.settings import MediaSettings
 from media.blobs import BlobStore
-from media.pipeline import CONTENT_TYPES, Spec, UnsupportedImageError, sniff
+from media.pipeline import Spec, UnsupportedImageError, sniff
 from media.pool import MediaPool
 from media.spool import Spooled, spool
 from server.chats.access import Roster, RosterCache, parse_id
@@ -458,14 +458,3 @@ def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         raise ValueError("range starts past the end")
     end = min(end, size - 1)
     return start, end - start + 1
-
-
-__all__ = [
-    "CONTENT_TYPES",
-    "MediaNotFoundError",
-    "MediaService",
-    "attach_to_conversation",
-    "make_avatar",
-    "parse_byte_range",
-    "variant_name",
-]
