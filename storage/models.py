@@ -486,3 +486,58 @@ class IndexerState(Model):
 
     class Meta:
         table = "indexer_state"
+
+
+class Tip(Model):
+    """Seed 003: an ETH transfer from one user's wallet to another's, prepared here.
+
+    Amounts are exact integers of wei kept as decimal strings (a wei amount
+    overflows a 64-bit column). The state moves forward only: prepared, then
+    submitted (broadcast), mined (in a block), confirmed; or failed
+    (reverted, or not the transaction that was prepared), dropped (never
+    mined, or its nonce was used by another transaction), expired (never
+    submitted), cancelled (by the sender before submitting).
+    """
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    sender: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="tips_sent", on_delete=fields.CASCADE
+    )
+    sender_id: uuid.UUID
+    recipient: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "parley.User", related_name="tips_received", on_delete=fields.CASCADE
+    )
+    recipient_id: uuid.UUID
+    # Where the notice goes once confirmed; None for a tip outside any chat.
+    conversation_id = fields.UUIDField(null=True)
+    chain_id = fields.BigIntField()
+    # Lower-case hex addresses.
+    from_address = fields.CharField(max_length=42)
+    to_address = fields.CharField(max_length=42)
+    amount_eth = fields.CharField(max_length=40)
+    value_wei = fields.CharField(max_length=40)
+    # As prepared, then as signed (a wallet may change the nonce and the fees).
+    nonce = fields.BigIntField()
+    gas_limit = fields.BigIntField()
+    max_fee_per_gas = fields.CharField(max_length=40)
+    max_priority_fee_per_gas = fields.CharField(max_length=40)
+    state = fields.CharField(max_length=16, default="prepared")
+    tx_hash = fields.CharField(max_length=66, null=True, unique=True)
+    # False while only the hash is known and the node has not shown the transaction yet.
+    verified = fields.BooleanField(default=False)
+    block_number = fields.BigIntField(null=True)
+    confirmations = fields.IntField(default=0)
+    # Why a tip failed or was dropped, in words.
+    reason = fields.CharField(max_length=200, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    submitted_at = fields.DatetimeField(null=True)
+    expires_at = fields.DatetimeField()
+
+    class Meta:
+        table = "tips"
+        indexes = (
+            ("state", "updated_at"),
+            ("sender_id", "created_at"),
+            ("recipient_id", "created_at"),
+        )
