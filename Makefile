@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 JS_STAMP := tests/js/node_modules/.installed-$(shell cat tests/js/package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: run test install lint format lock clean test-unit test-integration test-e2e
+.PHONY: run test install lint format lock clean test-unit test-integration test-e2e balancers cluster
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,26 @@ $(JS_STAMP): tests/js/package-lock.json
 
 install: $(STAMP)
 
+## nginx and HAProxy (Debian packages) for the load-balancer tests and `make cluster`
+balancers:
+	@if command -v nginx >/dev/null 2>&1 && command -v haproxy >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing nginx-light and haproxy"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light haproxy >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light haproxy >/dev/null; }; \
+	else echo "nginx or haproxy is missing; as root: apt-get install -y nginx-light haproxy" >&2; fi
+
+## 2 nodes + nginx on 127.0.0.1:8080 (PostgreSQL + Redis); options: CLUSTER_ARGS="--nodes 3 --balancer haproxy"
+cluster: install balancers
+	$(BIN)/python -m scripts.cluster $(CLUSTER_ARGS)
+
 ## Start Parley on the embedded defaults (SQLite, in-memory fan-out) at http://127.0.0.1:8000
 run: install
 	$(BIN)/parley serve
 
 ## The whole suite: unit, integration (PostgreSQL + Redis) and end-to-end (real nodes)
-test: install $(JS_STAMP)
+test: install $(JS_STAMP) balancers
 	$(BIN)/python -m pytest
 
 test-unit: install
@@ -35,7 +49,7 @@ test-unit: install
 test-integration: install
 	$(BIN)/python -m pytest tests/integration
 
-test-e2e: install $(JS_STAMP)
+test-e2e: install $(JS_STAMP) balancers
 	$(BIN)/python -m pytest tests/e2e
 
 lint: install

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import httpx
 import socketio
 
@@ -71,11 +72,22 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods):
         reconnection_delay: float = 0.5,
         reconnection_delay_max: float = 3.0,
         http_timeout: float = 15.0,
+        local_address: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.device_name = device_name
         self.transports = transports or ["websocket"]
-        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=http_timeout)
+        # The source address of every connection (HTTP and socket), e.g. one of
+        # 127.0.0.0/8 per client so a balancer hashing client addresses spreads
+        # local test clients over its nodes.
+        self.local_address = local_address
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=http_timeout,
+            transport=httpx.AsyncHTTPTransport(local_address=local_address)
+            if local_address
+            else None,
+        )
         self.access_token: str | None = None
         self.refresh_token: str | None = None
         self.access_expires_at = 0.0
@@ -96,6 +108,8 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods):
             reconnection_delay=reconnection_delay,
             reconnection_delay_max=reconnection_delay_max,
             handle_sigint=False,
+            # A factory: engine.io makes (and closes) one session per connection.
+            http_session=self._bound_http_session if local_address else None,
         )
         self._connected = asyncio.Event()
         self.sio.on("connect", self._on_connect)
@@ -109,6 +123,10 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods):
         self.sio.on(PRESENCE_UPDATED, self._on_event(PRESENCE_UPDATED))
         for social in (CONTACT_JOINED, STATUS_UPDATED, CHAT_REQUEST_NEW, CHAT_REQUEST_UPDATED):
             self.sio.on(social, self._on_event(social))
+
+    def _bound_http_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(local_addr=(self.local_address or "", 0))
+        return aiohttp.ClientSession(connector=connector)
 
     # -- HTTP -----------------------------------------------------------------
 

@@ -1,0 +1,189 @@
+"""A real nginx or HAProxy in front of local Parley nodes, run without privileges.
+
+The configuration is the shipped one (``config/deploy/nginx.conf`` or
+``haproxy.cfg``) with only the deployment-specific lines rewritten: the
+listening address, the upstream nodes and the file locations (pid, logs,
+temporary files, all in a fresh prefix directory). Every rewrite must match
+exactly once, so a change to the shipped file that breaks local trials fails
+loudly instead of testing something else.
+
+When started as root, the balancer runs as ``nobody`` (it needs no privilege:
+the port is high and every file is in its own directory).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "config" / "deploy"
+Kind = Literal["nginx", "haproxy"]
+KINDS: tuple[Kind, ...] = ("nginx", "haproxy")
+
+_NOBODY = 65534
+INSTALL_HINT = "apt-get install -y nginx-light haproxy   (or: make balancers)"
+
+
+class BalancerError(RuntimeError):
+    """The balancer is missing, its configuration is invalid, or it did not start."""
+
+
+def _sub(pattern: str, replacement: str, text: str, *, flags: int = re.MULTILINE) -> str:
+    new, count = re.subn(pattern, lambda _: replacement, text, flags=flags)
+    if count != 1:
+        raise BalancerError(f"shipped config changed: {pattern!r} matched {count} times, not once")
+    return new
+
+
+def render_nginx(source: str, *, listen: str, nodes: list[str], prefix: Path) -> str:
+    """The shipped nginx.conf for these nodes, listening on ``listen``, files under ``prefix``."""
+    text = _sub(r"^worker_processes .*;$", "worker_processes 2;", source)
+    files = f"error_log {prefix}/error.log warn;\npid {prefix}/nginx.pid;"
+    text = _sub(r"^error_log .*;$", files, text)
+    text = _sub(r"^(\s*)access_log .*;$", f"    access_log {prefix}/access.log parley;", text)
+    temp = "\n".join(
+        f"    {name}_temp_path {prefix}/{name};"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    text = _sub(r"^http \{$", "http {\n" + temp, text)
+    servers = "\n".join(f"        server {node} max_fails=3 fail_timeout=10s;" for node in nodes)
+    text = _sub(r"^\s*server parley:8000 .*;$", servers, text)
+    return _sub(r"^\s*listen 80 default_server;$", f"        listen {listen} default_server;", text)
+
+
+def render_haproxy(source: str, *, listen: str, nodes: list[str], prefix: Path) -> str:
+    """The shipped haproxy.cfg for these nodes, on ``listen``, pid file under ``prefix``."""
+    text = _sub(r"^global$", f"global\n    pidfile {prefix}/haproxy.pid", source)
+    text = _sub(r"^(\s*)log stdout .*$", "    log stderr format raw local0 info", text)
+    text = _sub(r"^\s*bind :80$", f"    bind {listen}", text)
+    # Each connection takes two descriptors; stay within an unprivileged limit.
+    text = _sub(r"^\s*maxconn \d+$", "    maxconn 8000", text)
+    servers = "\n".join(f"    server node{i} {node}" for i, node in enumerate(nodes, 1))
+    text, count = re.subn(r"^\s*server node\d+ \S+\n", "", text, flags=re.MULTILINE)
+    if count < 1:
+        raise BalancerError("shipped haproxy.cfg changed: no `server nodeN` lines to replace")
+    return text.rstrip("\n") + "\n" + servers + "\n"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def binary(kind: Kind) -> str:
+    """Path of the nginx or haproxy executable; BalancerError naming the fix if missing."""
+    for candidate in (shutil.which(kind), f"/usr/sbin/{kind}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise BalancerError(f"{kind} is not installed; install it with: {INSTALL_HINT}")
+
+
+@dataclass
+class Balancer:
+    """One nginx or HAProxy process in front of ``nodes`` (``host:port`` strings)."""
+
+    kind: Kind
+    nodes: list[str]
+    host: str = "127.0.0.1"
+    port: int = 0
+    prefix: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="parley-lb-")))
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.port = self.port or free_port(self.host)
+        self.config = self.prefix / ("nginx.conf" if self.kind == "nginx" else "haproxy.cfg")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.prefix / ("error.log" if self.kind == "nginx" else "haproxy.log")
+
+    def write_config(self) -> None:
+        listen = f"{self.host}:{self.port}"
+        source = (DEPLOY / self.config.name).read_text()
+        render = render_nginx if self.kind == "nginx" else render_haproxy
+        self.config.write_text(render(source, listen=listen, nodes=self.nodes, prefix=self.prefix))
+        if os.geteuid() == 0:  # the process runs as nobody and must own its files
+            for path in (self.prefix, *self.prefix.iterdir()):
+                os.chown(path, 65534, 65534)
+
+    def _command(self, *extra: str) -> list[str]:
+        if self.kind == "nginx":
+            return [binary("nginx"), "-p", str(self.prefix), "-c", str(self.config),
+                    "-e", str(self.log_path), *extra]  # fmt: skip
+        return [binary("haproxy"), "-f", str(self.config), *extra]
+
+    def _popen(self, args: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        """Start the balancer binary: as ``nobody`` when we are root, else as ourselves."""
+        if os.geteuid() == 0:
+            options |= {"user": _NOBODY, "group": _NOBODY, "extra_groups": []}
+        return subprocess.Popen(args, cwd=self.prefix, **options)  # noqa: S603 (our own argv)
+
+    def check(self) -> None:
+        """``nginx -t`` / ``haproxy -c`` on the rendered configuration."""
+        flag = ("-t", "-q") if self.kind == "nginx" else ("-c", "-q")
+        proc = self._popen(self._command(*flag), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output, _ = proc.communicate(timeout=30)
+        if proc.returncode != 0:
+            raise BalancerError(f"{self.kind} rejects {self.config}:\n{output.decode()}")
+
+    def start(self, timeout: float = 10.0) -> Balancer:
+        self.write_config()
+        self.check()
+        extra = ("-g", "daemon off;") if self.kind == "nginx" else ("-db",)
+        with open(self.log_path if self.kind == "haproxy" else os.devnull, "ab") as log:
+            self.proc = self._popen(self._command(*extra), stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BalancerError(f"{self.kind} exited at start:\n{self.log_tail()}")
+            try:
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise BalancerError(f"{self.kind} not listening on {self.url} in {timeout}s")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def access_log(self) -> str:
+        """Every request nginx or HAProxy logged so far."""
+        path = self.prefix / "access.log" if self.kind == "nginx" else self.log_path
+        try:
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            # The fast stop of both: a graceful one would wait for every WebSocket.
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def remove(self) -> None:
+        """Stop, and delete the prefix directory."""
+        self.stop()
+        shutil.rmtree(self.prefix, ignore_errors=True)

@@ -1,0 +1,182 @@
+"""Two nodes behind a real load balancer (nginx, and HAProxy): cross-node chat through it.
+
+The balancer runs with the shipped configuration (config/deploy/nginx.conf,
+haproxy.cfg), only its addresses and file locations rewritten
+(scripts/balancer.py). It hashes the client address, so each test client
+binds its own loopback source address (127.0.0.x) to land on the node the test
+wants. nginx and HAProxy come from Debian packages (`make test` installs them);
+a missing one FAILS these tests, never skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from client import ParleyClient
+from scripts.balancer import KINDS, Balancer, BalancerError, Kind
+from tests.support.phones import fresh_phone
+from tests.support.server import ServerProcess
+
+# How each transport is asked for: websocket only, long-polling only, and the
+# browser default (long-polling first, then an upgrade on the same session).
+TRANSPORTS = {
+    "websocket": ["websocket"],
+    "polling": ["polling"],
+    "polling+upgrade": ["polling", "websocket"],
+}
+
+
+def start_balancer(kind: Kind, nodes: Sequence[ServerProcess]) -> Balancer:
+    """A running nginx or HAProxy in front of ``nodes``; fails the test if it cannot run."""
+    try:
+        return Balancer(kind, [f"127.0.0.1:{n.port}" for n in nodes]).start()
+    except BalancerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def metric(node: ServerProcess, name: str, **labels: str) -> float:
+    """The sum of a metric's samples on ``node`` whose labels include ``labels``."""
+    text = httpx.get(f"{node.url}/metrics", timeout=5).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
+_STATUS = {
+    "nginx": re.compile(r'^\S+ - \[[^]]+\] "[^"]*" (\d{3}) ', re.MULTILINE),
+    "haproxy": re.compile(r" \d+/\d+/-?\d+/-?\d+/\d+ (\d{3}) ", re.MULTILINE),
+}
+
+
+def logged_statuses(lb: Balancer) -> list[int]:
+    """The HTTP status of every request the balancer logged."""
+    return [int(m) for m in _STATUS[lb.kind].findall(lb.access_log())]
+
+
+def _healthz_count(node: ServerProcess) -> float:
+    return metric(node, "parley_http_requests_total", route="/healthz")
+
+
+async def addresses_by_node(
+    lb: Balancer, nodes: Sequence[ServerProcess], wanted: int = 2
+) -> dict[str, list[str]]:
+    """``wanted`` loopback source addresses per node that the balancer sends there.
+
+    Found by asking: a /healthz from each candidate address through the
+    balancer, and which node counted it.
+    """
+    found: dict[str, list[str]] = {n.name: [] for n in nodes}
+    for last in range(2, 120):
+        if all(len(ips) >= wanted for ips in found.values()):
+            return found
+        ip = f"127.0.0.{last}"
+        before = await asyncio.to_thread(lambda: [_healthz_count(n) for n in nodes])
+        transport = httpx.AsyncHTTPTransport(local_address=ip)
+        async with httpx.AsyncClient(transport=transport, base_url=lb.url) as http:
+            assert (await http.get("/healthz")).status_code == 200
+        after = await asyncio.to_thread(lambda: [_healthz_count(n) for n in nodes])
+        (hit,) = [n for n, b, a in zip(nodes, before, after, strict=True) if a > b]
+        found[hit.name].append(ip)
+    pytest.fail(f"{lb.kind} sent 118 addresses to too few nodes: {found}")
+
+
+async def balanced_client(
+    lb: Balancer,
+    node: ServerProcess,
+    ip: str,
+    nickname: str,
+    transports: list[str],
+) -> ParleyClient:
+    """A client that signs in and connects through the balancer from ``ip`` (which lands on
+    ``node``, whose log has the sign-in code), with a device for E2EE."""
+    client = ParleyClient(
+        lb.url, device_name=f"lb-{nickname}", transports=transports, local_address=ip
+    )
+    start = await client.start_phone_sign_in(fresh_phone())
+    code = await asyncio.to_thread(node.next_sms_code, start["phone"])
+    await client.verify_phone(start["request_id"], code, nickname=nickname)
+    await client.setup_device(f"lb-{nickname}")
+    await client.connect()
+    return client
+
+
+async def next_message(client: ParleyClient, message_id: str) -> dict[str, Any]:
+    """The message ``message_id`` as it arrives; before it only system notices and the
+    client's own messages (their echo) may come."""
+    while (message := await client.next_message(timeout=10))["id"] != message_id:
+        assert message["kind"] == "system" or message["sender_id"] == client.user_id, message
+    return message
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def balancer(
+    request: pytest.FixtureRequest, cluster: tuple[ServerProcess, ServerProcess]
+) -> Iterator[Balancer]:
+    """nginx, then HAProxy, in front of the two shared nodes."""
+    lb = start_balancer(request.param, cluster)
+    yield lb
+    lb.remove()
+
+
+@pytest.fixture(scope="module")
+async def routes(
+    balancer: Balancer, cluster: tuple[ServerProcess, ServerProcess]
+) -> AsyncIterator[dict[str, list[str]]]:
+    """Source addresses per node name, as this balancer hashes them."""
+    yield await addresses_by_node(balancer, cluster, wanted=len(TRANSPORTS))
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+async def test_encrypted_chat_crosses_nodes_through_the_balancer(
+    balancer: Balancer,
+    routes: dict[str, list[str]],
+    cluster: tuple[ServerProcess, ServerProcess],
+    transport: str,
+) -> None:
+    """Through the balancer, a user on node 1 and a user on node 2 exchange E2EE messages."""
+    node1, node2 = cluster
+    index = list(TRANSPORTS).index(transport)
+    sockets_before = [metric(n, "parley_sockets_connected") for n in cluster]
+    ana = await balanced_client(
+        balancer, node1, routes[node1.name][index], "ana", TRANSPORTS[transport]
+    )
+    ben = await balanced_client(
+        balancer, node2, routes[node2.name][index], "ben", TRANSPORTS[transport]
+    )
+    try:
+        sockets_after = [metric(n, "parley_sockets_connected") for n in cluster]
+        assert [a - b for a, b in zip(sockets_after, sockets_before, strict=True)] == [1, 1], (
+            "one socket on each node"
+        )
+        if transport == "polling+upgrade":
+            await asyncio.sleep(0.5)  # the upgrade happens after the connect
+        expected = "websocket" if transport != "polling" else "polling"
+        for client in (ana, ben):
+            assert client.sio.eio.current_transport == expected
+
+        conversation = await ana.open_direct(ben.user_id or "", mode="encrypted")
+        texts: list[str] = []
+        for i in range(3):
+            ack = await ana.send_encrypted(conversation["id"], {"text": f"ana {i}"})
+            texts.append((await ben.open_message(await next_message(ben, ack["id"])))["text"])
+            reply = await ben.send_encrypted(conversation["id"], {"text": f"ben {i}"})
+            texts.append((await ana.open_message(await next_message(ana, reply["id"])))["text"])
+        assert texts == ["ana 0", "ben 0", "ana 1", "ben 1", "ana 2", "ben 2"]
+        assert ana.connected and ben.connected
+    finally:
+        await ana.close()
+        await ben.close()
+    # Stickiness: no request of a session reached a node that did not know it
+    # (engine.io answers an unknown session id with 400).
+    statuses = logged_statuses(balancer)
+    assert statuses and 400 not in statuses, balancer.access_log()[-3000:]
