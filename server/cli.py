@@ -122,10 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate", help="retire the access-token signing key and make a new one"
     )
     rotate.set_defaults(handler=_rotate_keys)
+    # Its own parser (client.loadtest.cli) reads the rest; see main().
+    commands.add_parser(
+        "loadtest",
+        help="drive N sessions against a Parley URL and report (parley loadtest --help)",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["loadtest"]:
+        # A client of any server: no server settings, no server imports.
+        from client.loadtest.cli import main as loadtest
+
+        return loadtest(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
