@@ -1,6 +1,6 @@
 // bench/fanout's load generator with Node's socket.io-client (tests/js/node_modules),
 // for the client-cost comparison (`run.py --part clients`) or as the generator
-// (`run.py --client node`). Same commands and replies as bench/fanout/loadgen.py,
+// (`run.py --client node`). Same commands and replies as client/loadtest/generator.py,
 // as JSON lines: the spec on the first stdin line, then one command per line;
 // one reply per stdout line. Latency arrays go back as base64 of float32 seconds.
 //
@@ -45,24 +45,27 @@ class FloatList {
   }
 }
 
+// client_msg_id: `<tag><run>.<send time µs>.<pid>-<session>-<n>` (client/loadtest/generator.py).
 function onNew(data) {
   const t = now();
   if (state === null) return;
-  const text = data && data.body && data.body.text;
-  if (typeof text !== "string" || !text.startsWith("t=")) return;
-  const space = text.indexOf(" ");
-  if (text.slice(space, space + state.tag.length) !== state.tag) {
-    state.foreign += 1;
+  const cmid = (data && data.client_msg_id) || "";
+  if (!cmid.startsWith(state.prefix)) {
+    if (cmid.startsWith(spec.tag || "B")) state.foreign += 1;
     return;
   }
-  state.latency.push(t - parseFloat(text.slice(2, space)));
+  const stamp = parseInt(cmid.slice(state.prefix.length).split(".", 1)[0], 10) / 1e6;
+  state.latency.push(t - stamp);
   state.receivedAt.push(t - state.start);
   state.delivered += 1;
   state.lastDelivery = t;
   if (t < state.end) state.inWindow += 1;
 }
 
-function makeClient(index, [token, userId, conversationId]) {
+function makeClient(index, session) {
+  const token = session.access_token;
+  const userId = session.user_id;
+  const conversationId = session.conversation_id;
   const client = { index, token, userId, conversationId, ack: 0, socket: null, connected: false };
   client.connect = () =>
     new Promise((resolve, reject) => {
@@ -124,9 +127,9 @@ async function connectAll(concurrency) {
 
 async function run(cmd) {
   const { rate, start_at: startAt, duration, drain } = cmd;
-  const pad = "x".repeat(Math.max(0, (cmd.text_bytes || 64) - 32));
+  const pad = "x".repeat(Math.max(1, cmd.text_bytes || 64));
   state = {
-    tag: ` r=${cmd.run} `,
+    prefix: `${spec.tag || "B"}${cmd.run}.`,
     start: startAt,
     end: startAt + duration,
     lastDelivery: 0,
@@ -142,7 +145,7 @@ async function run(cmd) {
     pending: 0,
   };
   const s = state;
-  // Consecutive sends go to different groups (see sending_order in loadgen.py).
+  // Consecutive sends go to different groups (see _senders in client/loadtest/generator.py).
   const seen = new Map();
   const senders = clients
     .filter((c) => c.connected)
@@ -170,14 +173,15 @@ async function run(cmd) {
       turn = (turn + 1) % senders.length;
       const stamp = now();
       const id = ++client.ack;
+      const cmid = `${s.prefix}${Math.floor(stamp * 1e6)}.${process.pid}-${client.index}-${id}`;
       s.pending += 1;
       client.socket.emit(
         "message:send",
         {
           conversation_id: client.conversationId,
-          client_msg_id: `${process.pid}-${client.index}-${id}`,
+          client_msg_id: cmid,
           kind: "text",
-          body: { text: `t=${stamp.toFixed(6)}${s.tag}${pad}` },
+          body: { text: pad },
         },
         (ack) => {
           s.pending -= 1;
@@ -231,7 +235,7 @@ lines.on("line", (line) => {
   queue = queue.then(async () => {
     if (spec === null) {
       spec = message;
-      clients = spec.clients.map((c, i) => makeClient(i, c));
+      clients = spec.sessions.map((c, i) => makeClient(i, c));
       reply({ ready: true });
     } else if (message.cmd === "connect") {
       reply(await connectAll(message.concurrency || 50));

@@ -12,17 +12,18 @@ Parts:
   Untimed: N users sign in with wallets (eth-account), groups of M are made
   (plaintext, so the generator does not spend its CPU on encryption), every
   socket connects (websocket transport) through several generator processes
-  (``bench/fanout/loadgen.py``). Timed: those processes send ``rate`` messages/s
-  in total for ``duration`` s, each from a member to its group, with its send
-  time in the text; every socket records receive time minus send time.
+  (``client/loadtest/generator.py``, as ``parley loadtest``). Timed: those
+  processes send ``rate`` messages/s in total for ``duration`` s, each from a
+  member to its group, with its send time in the ``client_msg_id``; every
+  socket records receive time minus send time.
   deliveries/s = messages received (by every member socket, the sender's own
   included) during the send window / window length. A warm-up run precedes the
   timed runs; medians of the runs are reported.
 * ``memory``: S idle sockets on a 1-worker node: (VmRSS after connecting -
   VmRSS before) / S, summed over the node's processes.
 * ``clients``: CPU per delivered message of each load-generator client (raw
-  ``websockets`` sans-I/O, ``websockets`` asyncio, python-socketio AsyncClient,
-  Node socket.io-client), each as one process holding the same sockets.
+  hand-framed websockets, ``websockets`` sans-I/O, ``websockets`` asyncio, Node
+  socket.io-client), each as one process holding the same sockets.
 
 Writes bench/results/fanout.json (merging parts run separately); the tables in
 docs/BENCHMARKS.md come from it.
@@ -34,10 +35,8 @@ import argparse
 import array
 import asyncio
 import base64
-import concurrent.futures
 import datetime
 import json
-import multiprocessing
 import os
 import platform
 import statistics
@@ -48,16 +47,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import redis.asyncio as redis_asyncio
-from eth_account import Account
-from eth_account.messages import encode_defunct
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench.fanout.loadgen import raise_fd_limit, worker_main  # noqa: E402
+from client.loadtest import prepare  # noqa: E402
+from client.loadtest.generator import raise_fd_limit  # noqa: E402
+from client.loadtest.pool import GeneratorPool, GeneratorProcess, PyGenerator  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 PG_ADMIN = os.environ.get("PARLEY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -199,98 +197,17 @@ def rss_kb(pids: list[int]) -> int:
 # -- preparation (untimed) ------------------------------------------------------------
 
 
-async def sign_in(url: str, n: int, concurrency: int = 32) -> list[tuple[str, str]]:
-    """N new users signed in by wallet: (user_id, access_token) each."""
-    accounts = [Account.create() for _ in range(n)]
-    out: list[tuple[str, str]] = [("", "")] * n
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(i)
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        while not queue.empty():
-            i = queue.get_nowait()
-            account = accounts[i]
-            async with session.post(
-                "/v1/auth/wallet/challenge", json={"chain": "ethereum", "address": account.address}
-            ) as response:
-                message = (await response.json())["message"]
-            signature = account.sign_message(encode_defunct(text=message)).signature.hex()
-            async with session.post(
-                "/v1/auth/wallet/verify",
-                json={"message": message, "signature": "0x" + signature.removeprefix("0x")},
-            ) as response:
-                body = await response.json()
-                if response.status != 200:
-                    raise SystemExit(f"wallet sign-in failed: {response.status} {body}")
-            out[i] = (body["user_id"], body["access_token"])
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(url, connector=connector) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    return out
+async def sign_in(url: str, n: int) -> list[prepare.User]:
+    """N new users signed in by wallet (``parley loadtest``'s preparation)."""
+    return await prepare.sign_in(url, n, concurrency=32)
 
 
-async def make_groups(url: str, users: list[tuple[str, str]], size: int) -> list[str]:
-    """Plaintext groups of ``size`` consecutive users; the conversation id of each user."""
-    conversation_of = [""] * len(users)
-    blocks = [list(range(i, min(i + size, len(users)))) for i in range(0, len(users), size)]
-    semaphore = asyncio.Semaphore(16)
-
-    async def one(session: aiohttp.ClientSession, block: list[int], number: int) -> None:
-        owner_token = users[block[0]][1]
-        async with (
-            semaphore,
-            session.post(
-                "/v1/conversations/groups",
-                json={
-                    "title": f"bench {number}",
-                    "member_ids": [users[i][0] for i in block[1:]],
-                    "mode": "plaintext",
-                },
-                headers={"Authorization": f"Bearer {owner_token}"},
-            ) as response,
-        ):
-            body = await response.json()
-            if response.status != 201:
-                raise SystemExit(f"group creation failed: {response.status} {body}")
-        for i in block:
-            conversation_of[i] = body["id"]
-
-    async with aiohttp.ClientSession(url) as session:
-        await asyncio.gather(*(one(session, b, n) for n, b in enumerate(blocks)))
-    return conversation_of
+async def make_groups(url: str, users: list[prepare.User], size: int) -> None:
+    """Plaintext groups of ``size`` consecutive users (sets each user's conversation)."""
+    await prepare.make_groups(url, users, size, encrypted=False)
 
 
 # -- generator processes ------------------------------------------------------------------
-
-
-class PyGenerator:
-    """One loadgen.py process (multiprocessing), commands over a pipe."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self.conn, child = context.Pipe()
-        self.proc = context.Process(target=worker_main, args=(child, spec), daemon=True)
-        self.proc.start()
-        child.close()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc.pid is not None
-        return self.proc.pid
-
-    def send(self, cmd: dict[str, Any]) -> None:
-        self.conn.send(cmd)
-
-    def recv(self) -> dict[str, Any]:
-        reply: dict[str, Any] = self.conn.recv()
-        return reply
-
-    def stop(self) -> None:
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
 
 
 class NodeGenerator:
@@ -334,60 +251,31 @@ class NodeGenerator:
             self.proc.kill()
 
 
-class Generators:
-    """Several generator processes, each a slice of the clients."""
+class Generators(GeneratorPool):
+    """Several generator processes (``client.loadtest`` or Node), each a slice of the users."""
 
     def __init__(
         self,
         url: str,
-        clients: list[tuple[str, str, str]],
+        users: list[prepare.User],
         procs: int,
         kind: str,
         compression: bool,
     ) -> None:
-        self.procs: list[PyGenerator | NodeGenerator] = []
+        made: list[GeneratorProcess] = []
         for p in range(procs):
             spec = {
                 "url": url,
-                "kind": kind,
+                "kind": "raw" if kind == "node" else kind,
                 "compression": compression,
-                "clients": clients[p::procs],
+                "tag": "B",
+                # Measure the fan-out as it comes: no sync on gaps, no reconnects.
+                "gap_sync": False,
+                "reconnect": False,
+                "sessions": [u.spec() for u in users[p::procs]],
             }
-            self.procs.append(NodeGenerator(spec) if kind == "node" else PyGenerator(spec))
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=procs)
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs]
-
-    async def all(self, cmd: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Send a command to every process (or one each) and gather the replies."""
-        cmds = cmd if isinstance(cmd, list) else [cmd] * len(self.procs)
-        for proc, c in zip(self.procs, cmds, strict=True):
-            proc.send(c)
-        loop = asyncio.get_running_loop()
-        return list(
-            await asyncio.gather(*(loop.run_in_executor(self.pool, p.recv) for p in self.procs))
-        )
-
-    async def connect(self, concurrency: int) -> dict[str, Any]:
-        replies = await self.all({"cmd": "connect", "concurrency": concurrency})
-        errors: dict[str, int] = {}
-        for r in replies:
-            for k, v in r["errors"].items():
-                errors[k] = errors.get(k, 0) + v
-        return {
-            "connected": sum(r["connected"] for r in replies),
-            "failed": sum(r["failed"] for r in replies),
-            "errors": errors,
-            "seconds": max(r["seconds"] for r in replies),
-        }
-
-    async def close(self) -> None:
-        await self.all({"cmd": "close"})
-        for p in self.procs:
-            p.stop()
-        self.pool.shutdown()
+            made.append(NodeGenerator(spec) if kind == "node" else PyGenerator(spec))
+        super().__init__(made)
 
 
 # -- measuring -------------------------------------------------------------------------
@@ -708,12 +596,12 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
             users = await sign_in(node.url, args.clients)
             print(f"  signed in {len(users)} users in {time.perf_counter() - started:.1f} s")
             for group in groups:
-                conversations = await make_groups(node.url, users, group)
-                clients = [(t, u, c) for (u, t), c in zip(users, conversations, strict=True)]
-                gens = Generators(node.url, clients, args.procs, args.client, args.compression)
+                await make_groups(node.url, users, group)
+                conversations = [u.conversation_id for u in users]
+                gens = Generators(node.url, users, args.procs, args.client, args.compression)
                 rungs: list[dict[str, Any]] = []
                 try:
-                    connected = await gens.connect(args.connect_concurrency)
+                    connected = await gens.connect(0, args.connect_concurrency)
                     print(
                         f"  groups of {group} ({len(set(conversations))} groups): connected "
                         f"{connected['connected']} sockets in {connected['seconds']:.1f} s "
@@ -798,10 +686,12 @@ async def memory(args: argparse.Namespace) -> dict[str, Any]:
     async with Node(args.memory_workers, server_env(args)) as node:
         users = await sign_in(node.url, args.sockets)
         # Idle sockets: no groups, nothing sent.
-        clients = [(t, u, "00000000-0000-0000-0000-000000000000") for u, t in users]
+        for u in users:
+            u.conversation_id = "00000000-0000-0000-0000-000000000000"
+        clients = users
         # Warm up the socket code paths (imports, caches), then take the baseline.
         warm = Generators(node.url, clients[:100], 1, args.client, args.compression)
-        await warm.connect(50)
+        await warm.connect(0, 50)
         await warm.close()
         await asyncio.sleep(3.0)
         pids = node.pids()
@@ -813,10 +703,10 @@ async def memory(args: argparse.Namespace) -> dict[str, Any]:
         step_a = Generators(node.url, clients[:first], args.memory_procs, args.client, False)
         step_b = Generators(node.url, clients[first:], args.memory_procs, args.client, False)
         try:
-            a = await step_a.connect(args.connect_concurrency)
+            a = await step_a.connect(0, args.connect_concurrency)
             await asyncio.sleep(5.0)
             middle = rss_kb(pids)
-            b = await step_b.connect(args.connect_concurrency)
+            b = await step_b.connect(0, args.connect_concurrency)
             connected = a["connected"] + b["connected"]
             print(
                 f"  connected {connected} in {a['seconds'] + b['seconds']:.1f} s "
@@ -876,15 +766,15 @@ async def clients_part(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with Node(1, server_env(args)) as node:
         users = await sign_in(node.url, n)
-        conversations = await make_groups(node.url, users, group)
-        clients = [(t, u, c) for (u, t), c in zip(users, conversations, strict=True)]
+        await make_groups(node.url, users, group)
+        clients = users
         run_number = 0
         for kind in kinds:
             gens = Generators(node.url, clients, 1, kind, args.compression)
             try:
                 await asyncio.sleep(0.5)
                 rss_before = rss_kb(gens.pids)
-                connected = await gens.connect(args.connect_concurrency)
+                connected = await gens.connect(0, args.connect_concurrency)
                 rss_after = rss_kb(gens.pids)
                 runs = []
                 for i in range(args.runs + 1):  # the first is a warm-up
@@ -972,7 +862,7 @@ async def main() -> None:
     parser.add_argument(
         "--client",
         default="raw",
-        choices=["raw", "ws", "ws-asyncio", "sio", "node"],
+        choices=["raw", "ws", "ws-asyncio", "node"],
         help="generator client (default raw: Socket.IO over hand-framed websockets; "
         "the cheapest, see --part clients)",
     )
@@ -1008,7 +898,7 @@ async def main() -> None:
         help="memory: seconds after connecting to read RSS (past a ping round)",
     )
     parser.add_argument(
-        "--kinds", default="raw,ws,ws-asyncio,node,sio", help="clients: kinds to compare"
+        "--kinds", default="raw,ws,ws-asyncio,node", help="clients: kinds to compare"
     )
     parser.add_argument("--compare-clients", type=int, default=500, help="clients: sockets")
     parser.add_argument("--compare-group", type=int, default=50, help="clients: M")
