@@ -29,6 +29,7 @@ from client.account import AccountMethods
 from client.e2ee import E2EEMethods
 from client.media import MediaMethods
 from client.social import SocialMethods
+from client.tips import TIP_UPDATED, TipMethods
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class ParleyApiError(Exception):
         self.message = message
 
 
-class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods):
+class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods, TipMethods):
     def __init__(
         self,
         base_url: str,
@@ -121,7 +122,13 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods):
         self.sio.on(TYPING, self._on_event(TYPING))
         self.sio.on(KEYS_CHANGED, self._on_keys_changed)
         self.sio.on(PRESENCE_UPDATED, self._on_event(PRESENCE_UPDATED))
-        for social in (CONTACT_JOINED, STATUS_UPDATED, CHAT_REQUEST_NEW, CHAT_REQUEST_UPDATED):
+        for social in (
+            CONTACT_JOINED,
+            STATUS_UPDATED,
+            CHAT_REQUEST_NEW,
+            CHAT_REQUEST_UPDATED,
+            TIP_UPDATED,
+        ):
             self.sio.on(social, self._on_event(social))
 
     def _bound_http_session(self) -> aiohttp.ClientSession:

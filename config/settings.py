@@ -226,9 +226,49 @@ class LogSettings(_Section):
 
 
 class EthSettings(_Section):
+    """Tips (seed 003): an Ethereum JSON-RPC node to prepare, broadcast and track transfers."""
+
+    # Any node's HTTP JSON-RPC endpoint; unset, the tip endpoints answer 503 tips_not_configured.
     rpc_url: str | None = None
-    chain_id: int | None = None
-    confirmations: Annotated[int, Field(ge=0, le=1000)] = 2
+    # The chain tips are made on; the node must report the same (eth_chainId).
+    # Unset, the node's own chain id is used.
+    chain_id: Annotated[int, Field(gt=0)] | None = None
+    # Blocks on top of the one holding a tip (that block counts as 1) before it is confirmed.
+    confirmations: Annotated[int, Field(ge=1, le=1000)] = 2
+    # Per JSON-RPC call; idempotent calls are tried ``rpc_retries`` more times.
+    rpc_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    rpc_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    # How often pending tips are checked against the chain.
+    poll_seconds: Annotated[float, Field(gt=0, le=600)] = 4.0
+    # The largest tip, in ETH (a decimal string).
+    max_tip_eth: str = "10"
+    # A prepared tip not submitted within this many seconds expires.
+    prepare_ttl: Seconds = 900
+    # A submitted transaction the node has not seen (or mined) for this long is dropped.
+    drop_after: Seconds = 3600
+    # Prepared tips a user may hold at once, and tips prepared per user per hour.
+    max_open_per_user: Annotated[int, Field(ge=1, le=1000)] = 10
+    prepares_per_hour: Annotated[int, Field(ge=1, le=100000)] = 60
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// JSON-RPC URL")
+        return value or None
+
+    @field_validator("max_tip_eth")
+    @classmethod
+    def _eth_amount(cls, value: str) -> str:
+        from decimal import Decimal, InvalidOperation
+
+        try:
+            amount = Decimal(value)
+        except InvalidOperation:
+            raise ValueError("must be a decimal number of ETH") from None
+        if not amount.is_finite() or amount <= 0 or amount.as_tuple().exponent < -18:  # type: ignore[operator]
+            raise ValueError("must be a positive amount of ETH with at most 18 decimals")
+        return value
 
 
 class OpensearchSettings(_Section):

@@ -25,6 +25,8 @@ CONTACT_JOINED: Final = "contact:joined"
 STATUS_UPDATED: Final = "status:updated"
 CHAT_REQUEST_NEW: Final = "chat_request:new"
 CHAT_REQUEST_UPDATED: Final = "chat_request:updated"
+# A tip changed state (server/tips); to the sender, and to the recipient once sent.
+TIP_UPDATED: Final = "tip:updated"
 
 
 def user_room(user_id: str) -> str:

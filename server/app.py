@@ -34,6 +34,7 @@ from server.media.routes import router as media_router
 from server.middleware import RequestContextMiddleware
 from server.ops.routes import router as ops_router
 from server.search.routes import router as search_router
+from server.tips.routes import router as tips_router
 from server.users.profile_routes import router as profile_router
 from server.users.routes import router as users_router
 from storage import database
@@ -71,6 +72,8 @@ def _lifespan(services: Services) -> Any:
             tasks.start(_reload_keys(services), "parley-key-reload")
             stack.push_async_callback(services.search_index.close)
             tasks.start(services.indexer.run(), "parley-indexer")
+            stack.push_async_callback(services.tips.close)
+            tasks.start(services.tip_tracker.run(), "parley-tips")
             stack.enter_context(drain_on_sigterm(services))
             _warn_about_defaults(settings)
             log.info(
@@ -142,6 +145,7 @@ def create_app(settings: Settings | None = None) -> Any:
         media_router,
         contacts_router,
         chat_requests_router,
+        tips_router,
     ):
         api.include_router(router)
     register_chat_events(services.hub, services.messages)

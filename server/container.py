@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
-from storage.search import SearchIndex, build_search_index
 
 from config.errors import UnavailableError
 from config.keys import ServerKeys, load_server_keys
@@ -34,13 +33,17 @@ from server.chats.requests import ChatRequestService
 from server.contacts.service import ContactService
 from server.devices.service import DeviceService
 from server.media.service import MediaService
-from server.metrics import HttpMetrics, MediaMetrics
+from server.metrics import HttpMetrics, MediaMetrics, TipMetrics
 from server.search.indexer import Indexer
 from server.search.service import SearchService
+from server.tips.rpc import EthRpc
+from server.tips.service import TipService
+from server.tips.tracker import TipTracker
 from server.users.blocks import BlockService
 from server.users.profiles import ProfileService
 from server.users.service import UserService
 from storage.kv import KeyValueStore, MemoryKeyValueStore, RedisKeyValueStore
+from storage.search import SearchIndex, build_search_index
 
 
 @dataclass
@@ -73,6 +76,8 @@ class Services:
     search_index: SearchIndex
     indexer: Indexer
     search: SearchService
+    tips: TipService
+    tip_tracker: TipTracker
     draining: bool = False
 
 
@@ -155,6 +160,19 @@ def build_services(settings: Settings) -> Services:
     indexer = Indexer(search_index, contacts, kv)
     blobs = build_blob_store(settings.media)
     media_pool = MediaPool(settings.media.workers, settings.media.queue)
+    eth = settings.eth
+    tip_metrics = TipMetrics(registry)
+    rpc = (
+        EthRpc(
+            eth.rpc_url,
+            timeout=eth.rpc_timeout,
+            retries=eth.rpc_retries,
+            observe=tip_metrics.observe_rpc,
+        )
+        if eth.rpc_url
+        else None
+    )
+    tips = TipService(eth, rpc, users, kv, hub, messages, tip_metrics)
     return Services(
         settings=settings,
         registry=registry,
@@ -186,4 +204,6 @@ def build_services(settings: Settings) -> Services:
         search_index=search_index,
         indexer=indexer,
         search=SearchService(search_index, indexer, contacts),
+        tips=tips,
+        tip_tracker=TipTracker(eth, tips, kv),
     )

@@ -46,3 +46,28 @@ class MediaMetrics:
             "Images being processed or waiting for a worker",
             registry=registry,
         )
+
+
+class TipMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rpc_seconds = Histogram(
+            "parley_eth_rpc_seconds",
+            "Ethereum JSON-RPC calls by method and outcome (ok, unavailable, bad_answer, error)",
+            ["method", "outcome"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.transitions = Counter(
+            "parley_tips_total",
+            "Tips entering each state",
+            ["state"],
+            registry=registry,
+        )
+        self.tracked = Gauge(
+            "parley_tips_tracked",
+            "Submitted tips this node's tracker follows (0 on nodes not holding the lease)",
+            registry=registry,
+        )
+
+    def observe_rpc(self, method: str, outcome: str, seconds: float) -> None:
+        self.rpc_seconds.labels(method, outcome).observe(seconds)
