@@ -26,7 +26,7 @@ from config.errors import ParleyError, UnavailableError
 
 log = logging.getLogger(__name__)
 
-_QUANTITY = re.compile(r"0x(?:0|[1-9a-fA-F][0-9a-fA-F]{0,63})")
+_QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,64}")
 _DATA = re.compile(r"0x[0-9a-fA-F]*")
 # A JSON-RPC reply for these calls is small; a node that sends megabytes is broken.
 MAX_REPLY_BYTES = 1024 * 1024
