@@ -4,8 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 JS_STAMP := tests/js/node_modules/.installed-$(shell cat tests/js/package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
+WEB_STAMP := web/node_modules/.installed-$(shell cat web/package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
+WEB_TEST_STAMP := tests/web/node_modules/.installed-$(shell cat tests/web/package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: run test install lint format lock clean test-unit test-integration test-e2e balancers cluster
+.PHONY: run test install lint format lock clean test-unit test-integration test-e2e balancers cluster web chromium
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +23,30 @@ $(JS_STAMP): tests/js/package-lock.json
 	touch $(JS_STAMP)
 
 install: $(STAMP)
+
+$(WEB_STAMP): web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
+
+web/dist/index.html: $(WEB_STAMP) $(WEB_SOURCES)
+	npm --prefix web run build --silent
+
+## The browser client (TypeScript, Vite) built into web/dist, which Parley serves at /
+web: web/dist/index.html
+
+$(WEB_TEST_STAMP): tests/web/package-lock.json
+	npm ci --prefix tests/web --no-audit --no-fund --loglevel=error
+	touch $(WEB_TEST_STAMP)
+
+## Debian's Chromium for the browser tests (installed when missing and run as root)
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "installing chromium"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	else echo "chromium is missing, browser tests will not run; as root: apt-get install -y chromium" >&2; fi
 
 ## nginx and HAProxy (Debian packages) for the load-balancer tests and `make cluster`
 balancers:
@@ -37,10 +64,13 @@ cluster: install balancers
 
 ## Start Parley on the embedded defaults (SQLite, in-memory fan-out) at http://127.0.0.1:8000
 run: install
+	@if command -v npm >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory web || echo "the web client did not build: serving the API only"; \
+	else echo "npm not found: the web client is not built, Parley serves the API only"; fi
 	$(BIN)/parley serve
 
 ## The whole suite: unit, integration (PostgreSQL + Redis) and end-to-end (real nodes)
-test: install $(JS_STAMP) balancers
+test: install $(JS_STAMP) balancers web $(WEB_TEST_STAMP) chromium
 	$(BIN)/python -m pytest
 
 test-unit: install
@@ -49,7 +79,7 @@ test-unit: install
 test-integration: install
 	$(BIN)/python -m pytest tests/integration
 
-test-e2e: install $(JS_STAMP) balancers
+test-e2e: install $(JS_STAMP) balancers web $(WEB_TEST_STAMP) chromium
 	$(BIN)/python -m pytest tests/e2e
 
 lint: install
@@ -67,4 +97,4 @@ lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements-dev.lock --quiet
 
 clean:
-	rm -rf $(VENV) tests/js/node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) tests/js/node_modules web/node_modules web/dist tests/web/node_modules .pytest_cache .mypy_cache .ruff_cache

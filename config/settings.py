@@ -53,6 +53,8 @@ class ServerSettings(_Section):
 
     # Seconds a draining node waits for clients to move before it closes.
     drain_grace_seconds: Seconds = 10
+    # The built web client served at / (default: web/dist of this checkout).
+    web_dir: Path | None = None
 
 
 class DatabaseSettings(_Section):

@@ -37,6 +37,7 @@ from server.search.routes import router as search_router
 from server.tips.routes import router as tips_router
 from server.users.profile_routes import router as profile_router
 from server.users.routes import router as users_router
+from server.web import install_web_client
 from storage import database
 
 log = logging.getLogger("parley")
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Any:
         tips_router,
     ):
         api.include_router(router)
+    install_web_client(api, settings.server.web_dir)  # last: the fallback for unrouted GETs
     register_chat_events(services.hub, services.messages)
     if cors_origins := split_list(settings.server.cors_origins):
         api.add_middleware(

@@ -1,0 +1,275 @@
+"""The web client (web/) in Debian's Chromium against a real node, with a Python SDK user.
+
+``tests/web/drive.mjs`` drives two browser contexts with playwright-core (no
+browser download): it asks this module, line by line over its stdin and
+stdout, for sign-in codes (read from the node's log, as a person running
+``make run`` would) and for the third person's moves, which the Python SDK
+makes here. Afterwards the node's database and media store are searched for
+every message text the people sent: none may be there.
+
+Needs ``web/dist`` (``make web``), ``tests/web/node_modules``
+(``npm ci --prefix tests/web``) and Chromium (``apt-get install chromium``);
+``make test`` provides all three. Under CI=true a missing Chromium fails these
+tests; elsewhere they are deselected with a notice (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from client import ParleyClient
+from tests.e2e.conftest import BASE_ENV
+from tests.support import images
+from tests.support.clients import signed_in_client
+from tests.support.phones import fresh_phone
+from tests.support.server import ROOT, ServerProcess
+
+WEB_DIST = ROOT / "web" / "dist"
+DRIVER_DIR = ROOT / "tests" / "web"
+SCREENSHOTS = DRIVER_DIR / "screenshots"
+# drive.mjs waits at most 20 s for any one thing; this guards against a wedged run.
+LINE_TIMEOUT = 90.0
+
+
+def chromium_path() -> str:
+    return os.environ.get("PARLEY_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+def require_tools() -> str:
+    """The ``node`` binary once the client is built and the driver installed; else fail."""
+    if not (WEB_DIST / "index.html").is_file():
+        pytest.fail(f"{WEB_DIST} is not built: run `make web`", pytrace=False)
+    if not (DRIVER_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.fail("run `npm ci --prefix tests/web` (or `make test`)", pytrace=False)
+    if not os.access(chromium_path(), os.X_OK):
+        pytest.fail(f"{chromium_path()} is missing: apt-get install -y chromium", pytrace=False)
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("`node` is not on PATH: install Node.js 20.19+", pytrace=False)
+    return node
+
+
+@pytest.fixture(scope="module")
+def web_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+    """A node of its own (SQLite file, local media) serving web/dist; with its data directory."""
+    root = tmp_path_factory.mktemp("web-node")
+    node = ServerProcess({}, name="web-node")
+    node.env.update(
+        {
+            **BASE_ENV,
+            "PARLEY_DATABASE_URL": f"sqlite://{root}/parley.sqlite3",
+            "PARLEY_AUTH_KEYS_DIR": str(root / "keys"),
+            "PARLEY_MEDIA_DIR": str(root / "media"),
+            "PARLEY_SERVER_WEB_DIR": str(WEB_DIST),
+            # Sign-In with Ethereum names the domain the browser is on.
+            "PARLEY_SERVER_PUBLIC_URL": node.url,
+        }
+    )
+    node.start()
+    yield node, root
+    node.stop()
+
+
+class PythonPeer:
+    """The third person (Carol, the SDK) and the node's log, answering drive.mjs."""
+
+    def __init__(self, node: ServerProcess, png: bytes) -> None:
+        self.node = node
+        self.png = png
+        self.carol: ParleyClient | None = None
+
+    async def answer(self, ask: dict[str, Any]) -> Any:
+        question = ask["ask"]
+        if question == "fresh_phone":
+            return fresh_phone()
+        if question == "sms_code":
+            return await asyncio.to_thread(self.node.next_sms_code, ask["phone"])
+        if question == "carol_start":
+            self.carol = await signed_in_client(self.node, ask["nickname"])
+            await self.carol.setup_device()
+            return self.carol.user_id
+        carol = self.carol
+        assert carol is not None, "carol_start first"
+        if question == "carol_open_direct":
+            return (await carol.open_direct(ask["user_id"]))["id"]
+        if question == "carol_group":
+            return (await carol.create_group(ask["title"], ask["member_ids"]))["id"]
+        if question == "carol_send":
+            ack = await carol.send_encrypted(ask["conversation_id"], {"text": ask["text"]})
+            return ack["seq"]
+        if question == "carol_send_many":
+            for i in range(1, ask["count"] + 1):
+                await carol.send_encrypted(ask["conversation_id"], {"text": f"{ask['prefix']} {i}"})
+            return ask["count"]
+        if question == "carol_send_image":
+            ack = await carol.send_attachment(
+                ask["conversation_id"],
+                self.png,
+                content_type="image/png",
+                name="python.png",
+                caption=ask["caption"],
+            )
+            return ack["seq"]
+        if question == "carol_receive":
+            while True:
+                message = await carol.next_message(timeout=30)
+                if (
+                    message["conversation_id"] == ask["conversation_id"]
+                    and message["kind"] == "envelope"
+                    and message["sender_id"] != carol.user_id
+                ):
+                    payload = await carol.open_message(message)
+                    return {"text": payload.get("text"), "sender_id": message["sender_id"]}
+        raise ValueError(f"unknown question {question!r}")
+
+    async def close(self) -> None:
+        if self.carol is not None:
+            await self.carol.close()
+
+
+async def drive(node: ServerProcess, peer: PythonPeer, png_path: Path) -> dict[str, Any]:
+    """Run drive.mjs to its end, answering its questions; its final line."""
+    stderr = png_path.with_suffix(".stderr")
+    with stderr.open("wb") as errors:
+        proc = await asyncio.create_subprocess_exec(
+            require_tools(),
+            str(DRIVER_DIR / "drive.mjs"),
+            node.url,
+            str(SCREENSHOTS),
+            str(png_path),
+            cwd=DRIVER_DIR,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=errors,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        final: dict[str, Any] | None = None
+        steps: list[str] = []
+        try:
+            while final is None:
+                line = await asyncio.wait_for(proc.stdout.readline(), LINE_TIMEOUT)
+                if not line:
+                    break
+                message = json.loads(line)
+                if "ask" in message:
+                    try:
+                        reply = {"id": message["id"], "answer": await peer.answer(message)}
+                    except Exception as exc:
+                        reply = {"id": message["id"], "error": f"{type(exc).__name__}: {exc}"}
+                    proc.stdin.write(json.dumps(reply).encode() + b"\n")
+                    await proc.stdin.drain()
+                elif "step" in message:
+                    steps.append(message["step"])
+                elif "done" in message:
+                    final = message
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            pytest.fail(f"drive.mjs silent for {LINE_TIMEOUT} s after: {steps[-3:]}")
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    log = stderr.read_text(errors="replace")[-4000:]
+    assert final is not None, f"drive.mjs ended without a result (exit {proc.returncode}):\n{log}"
+    assert final["done"], f"{final.get('error')}\nsteps passed: {steps}\nstderr:\n{log}"
+    assert proc.returncode == 0, log
+    final["steps"] = steps
+    return final
+
+
+def stored_bytes(root: Path) -> bytes:
+    """Everything the node wrote: the SQLite file with its WAL, and every media blob."""
+    return b"".join(path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file())
+
+
+@pytest.mark.chromium
+@pytest.mark.timeout(420)
+async def test_two_browsers_and_the_sdk_chat_encrypted(
+    web_node: tuple[ServerProcess, Path], tmp_path: Path
+) -> None:
+    """Two Chromium users and an SDK user chat encrypted; the server stores no plaintext."""
+    node, data_dir = web_node
+    png = images.noisy_photo(900, 600).pngsave_buffer()
+    png_path = tmp_path / "beach.png"
+    png_path.write_bytes(png)
+    peer = PythonPeer(node, png)
+    try:
+        result = await drive(node, peer, png_path)
+    finally:
+        await peer.close()
+
+    assert "envelope vectors reproduced byte for byte in Chromium" in result["steps"]
+    assert len(result["steps"]) >= 14, result["steps"]
+    for name in ("01-sign-in", "04-chat-desktop", "05-chat-mobile", "06-lightbox-mobile"):
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 1000, name
+
+    stored = stored_bytes(data_dir)
+    # The search reads the right files: what is stored in the clear is found.
+    for name in result["names"]:
+        assert name.encode() in stored, f"{name} (a profile nickname) should be stored"
+    leaked = [m for m in result["markers"] if m.encode() in stored]
+    assert len(result["markers"]) >= 8 and not leaked, f"plaintext in the node's data: {leaked}"
+    # Nor does the image reach the server readable: no run of its bytes is stored.
+    for start in range(0, len(png) - 64, len(png) // 16):
+        assert png[start : start + 64] not in stored, f"image bytes at {start} stored in the clear"
+
+
+async def test_server_serves_the_client_and_keeps_api_paths(
+    web_node: tuple[ServerProcess, Path],
+) -> None:
+    """/ and client routes get index.html with a CSP; API paths keep JSON 404s and 405s."""
+    node, _ = web_node
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        page = await http.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["cache-control"] == "no-cache"
+        deep = await http.get("/chats/some-client-route")
+        assert deep.status_code == 200 and deep.content == page.content
+
+        asset = next(p for p in (WEB_DIST / "assets").iterdir() if p.suffix == ".js")
+        script = await http.get(f"/assets/{asset.name}")
+        assert script.status_code == 200 and script.content == asset.read_bytes()
+        assert "immutable" in script.headers["cache-control"]
+        assert script.headers["content-type"].startswith("text/javascript")
+
+        for path in ("/assets/gone-1234.js", "/v1/no-such-route", "/socket.io-nope"):
+            missing = await http.get(path)
+            assert missing.status_code == 404, path
+            assert missing.json()["error"]["code"] == "not_found", path
+        wrong_method = await http.get("/v1/auth/phone/start")
+        assert wrong_method.status_code == 405
+        assert (await http.post("/")).status_code in (404, 405)
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        assert (await http.get("/openapi.json")).json()["info"]["title"] == "Parley"
+
+
+def test_api_only_without_a_build(tmp_path: Path) -> None:
+    """Without a built client the node logs how to build it and serves the API alone."""
+    node = ServerProcess(
+        {
+            **BASE_ENV,
+            "PARLEY_DATABASE_URL": f"sqlite://{tmp_path}/parley.sqlite3",
+            "PARLEY_AUTH_KEYS_DIR": str(tmp_path / "keys"),
+            "PARLEY_MEDIA_DIR": str(tmp_path / "media"),
+            "PARLEY_SERVER_WEB_DIR": str(tmp_path / "no-build"),
+        },
+        name="api-only-node",
+    ).start()
+    try:
+        record = node.wait_for_record(lambda r: "web client not built" in str(r.get("message")))
+        assert "make web" in record["message"]
+        root = httpx.get(f"{node.url}/")
+        assert root.status_code == 404 and root.json()["error"]["code"] == "not_found"
+        assert httpx.get(f"{node.url}/healthz").status_code == 200
+    finally:
+        node.stop()

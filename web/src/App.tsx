@@ -1,0 +1,93 @@
+import { useEffect, useMemo, useState } from "react";
+import { Api, describe } from "./api";
+import { ChatClient } from "./chat";
+import { Home } from "./Home";
+import { SignIn } from "./SignIn";
+
+function webCryptoProblem(): string | null {
+  if (!window.isSecureContext || !crypto?.subtle) {
+    return "Parley needs a secure context (https://, or http://127.0.0.1 / localhost) for WebCrypto.";
+  }
+  return null;
+}
+
+export function App() {
+  const api = useMemo(() => new Api(), []);
+  const [signedIn, setSignedIn] = useState(api.session !== null);
+  const [client, setClient] = useState<ChatClient | null>(null);
+  const [error, setError] = useState<string | null>(webCryptoProblem());
+  const [reason, setReason] = useState<string | null>(null);
+
+  useEffect(() => {
+    api.onSignedOut = (why) => {
+      setReason(why);
+      setSignedIn(false);
+    };
+  }, [api]);
+
+  useEffect(() => {
+    if (!signedIn) return;
+    const next = new ChatClient(api);
+    let cancelled = false;
+    setError(null);
+    next.start().then(
+      () => !cancelled && setClient(next),
+      (err) => {
+        if (!cancelled) setError(`Could not start: ${describe(err)}`);
+      },
+    );
+    return () => {
+      cancelled = true;
+      next.close();
+      setClient(null);
+    };
+  }, [api, signedIn]);
+
+  if (!signedIn) {
+    return (
+      <SignIn
+        api={api}
+        notice={reason}
+        onSignedIn={() => {
+          setReason(null);
+          setSignedIn(true);
+        }}
+      />
+    );
+  }
+  if (client === null) {
+    return (
+      <main className="splash">
+        <h1>Parley</h1>
+        {error ? (
+          <>
+            <p role="alert" className="error">
+              {error}
+            </p>
+            <button
+              type="button"
+              onClick={() => {
+                api.clear();
+                setSignedIn(false);
+              }}
+            >
+              Sign in again
+            </button>
+          </>
+        ) : (
+          <p role="status">Preparing your encryption keys…</p>
+        )}
+      </main>
+    );
+  }
+  return (
+    <Home
+      client={client}
+      onSignOut={async () => {
+        await api.call("POST", "/v1/auth/logout").catch(() => undefined);
+        api.clear();
+        setSignedIn(false);
+      }}
+    />
+  );
+}
