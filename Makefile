@@ -76,7 +76,7 @@ test: install $(JS_STAMP) balancers web $(WEB_TEST_STAMP) chromium
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
-test-integration: install
+test-integration: install $(JS_STAMP)
 	$(BIN)/python -m pytest tests/integration
 
 test-e2e: install $(JS_STAMP) balancers web $(WEB_TEST_STAMP) chromium
