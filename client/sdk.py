@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import engineio
 import httpx
 import socketio
 
@@ -51,6 +52,40 @@ CHAT_REQUEST_UPDATED = "chat_request:updated"
 
 # Refresh the access token when less than this many seconds remain.
 _REFRESH_MARGIN = 60
+
+
+class _EngineIOClient(engineio.AsyncClient):  # type: ignore[misc]
+    """python-engineio's client, reading each long-polling body where errors are handled.
+
+    A response cut short (say its node died mid-body, behind a balancer) raised
+    ``aiohttp.ClientPayloadError`` outside the library's error handling: in the
+    read loop the client never noticed it had lost the server, and in a
+    reconnect's handshake it ended the reconnect loop for good.
+    """
+
+    async def _send_request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        response = await super()._send_request(
+            method, url, headers=headers, body=body, timeout=timeout
+        )
+        if response is None or isinstance(response, str):
+            return response  # the library's own way of saying "failed"
+        try:
+            await response.read()  # kept by aiohttp for the library's later read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return str(exc) or type(exc).__name__
+        return response
+
+
+class _SocketIOClient(socketio.AsyncClient):  # type: ignore[misc]
+    def _engineio_client_class(self) -> type[engineio.AsyncClient]:
+        return _EngineIOClient
 
 
 class ParleyApiError(Exception):
@@ -104,7 +139,7 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods, Tip
         self.connect_errors: list[Any] = []
         self._refresh_lock = asyncio.Lock()
         self._e2ee_init()
-        self.sio = socketio.AsyncClient(
+        self.sio = _SocketIOClient(
             reconnection=True,
             reconnection_delay=reconnection_delay,
             reconnection_delay_max=reconnection_delay_max,

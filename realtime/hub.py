@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from config.errors import InvalidRequestError, ParleyError, RateLimitedError
+from config.errors import InvalidRequestError, ParleyError, RateLimitedError, UnavailableError
 from config.settings import RealtimeSettings, RedisSettings, split_list
 from realtime import codec
 from realtime.control import ControlBus
@@ -145,6 +145,11 @@ class SocketHub:
         self._session_checker = session_checker
         self._principals: dict[str, Principal] = {}
         self._session_sids: dict[str, set[str]] = {}
+        # Events being handled per socket, and the sockets a drain is closing:
+        # a drain waits for a socket's acks to go out before it drops the socket.
+        self._in_flight: dict[str, int] = {}
+        self._idle = asyncio.Condition()
+        self._closing: set[str] = set()
         self._sweeper: asyncio.Task[None] | None = None
         manager: socketio.AsyncManager
         if redis.url:
@@ -184,12 +189,17 @@ class SocketHub:
         async def dispatch(sid: str, *args: Any) -> dict[str, Any]:
             started = time.perf_counter()
             outcome = "ok"
+            self._in_flight[sid] = self._in_flight.get(sid, 0) + 1
             try:
                 principal = self._principals.get(sid)
                 if principal is None:
                     raise ParleyError(
                         "socket is not authenticated", code="unauthenticated", status=401
                     )
+                if sid in self._closing:
+                    # The socket is being dropped by a drain: do nothing that its
+                    # ack could not report (the client resends after reconnecting).
+                    raise UnavailableError("this node is shutting down; reconnect and resend")
                 if self._limiter is not None:
                     wait = await self._limiter(principal.user_id)
                     if wait > 0:
@@ -216,6 +226,7 @@ class SocketHub:
             finally:
                 self._metrics.events_in.labels(event, outcome).inc()
                 self._metrics.event_seconds.labels(event).observe(time.perf_counter() - started)
+                await self._done_handling(sid)
 
         self.sio.on(event, dispatch)
 
@@ -345,6 +356,45 @@ class SocketHub:
                     self._metrics.slow_consumers.inc()
                     await self._abort_transport(sid)
 
+    async def _done_handling(self, sid: str) -> None:
+        left = self._in_flight.get(sid, 1) - 1
+        if left > 0:
+            self._in_flight[sid] = left
+            return
+        self._in_flight.pop(sid, None)
+        if sid in self._closing:
+            async with self._idle:
+                self._idle.notify_all()
+
+    async def drain(self, *, spread: float, settle: float) -> None:
+        """Move every local socket to another node, in slices over ``spread`` seconds.
+
+        For each slice: its sockets stop taking new events, the events they have
+        in flight finish and their acks go out (waiting at most ``settle``
+        seconds), then their transports are dropped (see :meth:`disconnect_all`).
+        Slices spare the other nodes one thundering herd of reconnects and syncs.
+        """
+        sids = list(self._principals)
+        slices = max(1, min(10, len(sids)))
+        for index in range(slices):
+            await self._drop_after_acks(sids[index::slices], settle)
+            if index < slices - 1:
+                await asyncio.sleep(spread / slices)
+        # Sockets whose handshake was already under way when the drain began.
+        await self._drop_after_acks(list(self._principals), settle)
+
+    async def _drop_after_acks(self, sids: list[str], settle: float) -> None:
+        self._closing.update(sids)
+
+        def idle() -> bool:
+            return not any(sid in self._in_flight for sid in sids)
+
+        async with self._idle:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait_for(idle), settle)
+        for sid in sids:
+            await self._abort_transport(sid)
+
     async def disconnect_all(self) -> None:
         """Drop every local socket's transport so its client reconnects (to another node).
 
@@ -388,6 +438,7 @@ class SocketHub:
         self._forget(sid)
 
     def _forget(self, sid: str) -> None:
+        self._closing.discard(sid)
         principal = self._principals.pop(sid, None)
         if principal is None:
             return

@@ -28,7 +28,7 @@ from server.chats.routes import router as chats_router
 from server.contacts.routes import router as contacts_router
 from server.container import Services, build_services
 from server.devices.routes import router as devices_router
-from server.drain import drain_on_sigterm
+from server.drain import RefuseNewSockets, drain_on_sigterm
 from server.errors import install_error_handlers
 from server.media.routes import router as media_router
 from server.middleware import RequestContextMiddleware
@@ -164,7 +164,7 @@ def create_app(settings: Settings | None = None) -> Any:
         max_body_bytes=settings.server.max_body_bytes,
         streaming_prefixes=("/v1/media",),
     )
-    app = services.hub.asgi_app(http)
+    app = RefuseNewSockets(services.hub.asgi_app(http), services)
     app.state = api.state  # let tests and tools reach the services
     return app
 

@@ -1,10 +1,14 @@
 """Graceful drain on SIGTERM (ARCHITECTURE.md section 10).
 
-The first SIGTERM marks the node as draining (``/readyz`` answers 503), then
-disconnects its sockets (clients reconnect, through the balancer, to another
-node; pending long-polls end), and only then hands over to uvicorn's own
-shutdown, which stops accepting and lets in-flight requests finish within
-``PARLEY_SERVER_DRAIN_GRACE_SECONDS``. A second SIGTERM skips the drain.
+The first SIGTERM marks the node as draining: ``/readyz`` answers 503 and new
+Socket.IO connections are refused with 503 (:class:`RefuseNewSockets`; a
+balancer retries them on another node). Then every socket is moved, in slices
+over at most a second: its in-flight events finish and their acks go out, and
+its transport is dropped, which clients answer by reconnecting, through the
+balancer, to another node (pending long-polls end at once). Only then does
+uvicorn's own shutdown begin: it stops accepting and lets in-flight HTTP
+requests finish within ``PARLEY_SERVER_DRAIN_GRACE_SECONDS``. A second SIGTERM
+skips the drain.
 """
 
 from __future__ import annotations
@@ -13,14 +17,35 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
 
 from server.container import Services
 
 log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_SOCKET_PATH = "/socket.io/"
+# How long a drain spends dropping sockets, at most; the rest of the grace
+# period is uvicorn's, for in-flight HTTP requests.
+_SPREAD_CAP = 1.0
+# How long a socket's in-flight events may take to finish before it is dropped.
+_SETTLE_CAP = 5.0
+
+
+def drain_timings(grace: float) -> tuple[float, float]:
+    """``(spread, settle)`` in seconds for a grace period of ``grace`` seconds."""
+    return min(_SPREAD_CAP, grace / 10), min(_SETTLE_CAP, grace / 2)
 
 
 @contextmanager
@@ -31,6 +56,7 @@ def drain_on_sigterm(services: Services) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     previous: Any = signal.getsignal(signal.SIGTERM)
     tasks: set[asyncio.Task[None]] = set()
+    spread, settle = drain_timings(float(services.settings.server.drain_grace_seconds))
 
     def hand_over() -> None:
         if callable(previous):
@@ -39,7 +65,8 @@ def drain_on_sigterm(services: Services) -> Iterator[None]:
     async def drain() -> None:
         log.info("SIGTERM: draining", extra={"sockets": services.hub.local_socket_count})
         try:
-            await services.hub.disconnect_all()
+            await services.hub.drain(spread=spread, settle=settle)
+            log.info("drained: every socket moved", extra={"sockets": 0})
         finally:
             hand_over()
 
@@ -61,3 +88,57 @@ def drain_on_sigterm(services: Services) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class RefuseNewSockets:
+    """ASGI wrapper: while the node drains, new Socket.IO connections get 503.
+
+    A new connection is a request to ``/socket.io/`` without a ``sid`` (the
+    Engine.IO handshake, by long-polling or by WebSocket). The balancer retries
+    it on another node (nginx ``proxy_next_upstream http_503``, HAProxy
+    ``retry-on 503`` with ``option redispatch``); a client talking to the node
+    directly sees a failed attempt and tries again. Requests of existing
+    sessions, and the HTTP API, pass.
+    """
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self.state: Any = None  # the API's state, for tests and tools
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            self.services.draining
+            and scope["type"] in ("http", "websocket")
+            and str(scope.get("path", "")).startswith(_SOCKET_PATH)
+            and "sid" not in parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+        ):
+            await _refuse(scope, send)
+            return
+        await self.app(scope, receive, send)
+
+
+_REFUSAL = orjson.dumps(
+    {"error": {"code": "draining", "message": "this node is shutting down; connect to another"}}
+)
+_REFUSAL_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_REFUSAL)).encode()),
+    (b"retry-after", b"1"),
+    (b"connection", b"close"),
+]
+
+
+async def _refuse(scope: Scope, send: Send) -> None:
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 503, "headers": _REFUSAL_HEADERS})
+        await send({"type": "http.response.body", "body": _REFUSAL})
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        # Answer the upgrade request with a plain 503 (ASGI's denial response),
+        # which a balancer can retry elsewhere; a bare close would be a 403.
+        await send(
+            {"type": "websocket.http.response.start", "status": 503, "headers": _REFUSAL_HEADERS}
+        )
+        await send({"type": "websocket.http.response.body", "body": _REFUSAL})
+    else:
+        await send({"type": "websocket.close", "code": 1013})
