@@ -72,6 +72,8 @@ def web_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerP
             "PARLEY_SERVER_WEB_DIR": str(WEB_DIST),
             # Sign-In with Ethereum names the domain the browser is on.
             "PARLEY_SERVER_PUBLIC_URL": node.url,
+            # Short-lived access tokens, so the clients refresh them during the run.
+            "PARLEY_AUTH_ACCESS_TOKEN_TTL": "30",
         }
     )
     node.start()
@@ -208,6 +210,11 @@ async def test_two_browsers_and_the_sdk_chat_encrypted(
         await peer.close()
 
     assert "envelope vectors reproduced byte for byte in Chromium" in result["steps"]
+    assert "access tokens refreshed silently with refresh-token rotation" in result["steps"]
+    refreshes = [
+        r for r in node.records if str(r.get("message")).startswith("POST /v1/auth/refresh")
+    ]
+    assert refreshes and all(r.get("status") == 200 for r in refreshes), refreshes[-3:]
     assert len(result["steps"]) >= 14, result["steps"]
     for name in ("01-sign-in", "04-chat-desktop", "05-chat-mobile", "06-lightbox-mobile"):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 1000, name

@@ -56,10 +56,10 @@ function check(condition, message) {
 }
 
 const run = Math.random().toString(36).slice(2, 8);
-const marker = (what) => `MARK-${what}-${run}-${Math.random().toString(36).slice(2, 8)}`;
+// Every text a person sends carries a unique tag, so the database can be searched for it.
 const markers = [];
-function newMarker(what) {
-  const m = marker(what);
+function newMarker(phrase) {
+  const m = `${phrase} #${run}${Math.random().toString(36).slice(2, 7)}`;
   markers.push(m);
   return m;
 }
@@ -226,6 +226,8 @@ async function scenario(browser) {
   const alicePhone = await ask("fresh_phone");
   await signInByPhone(alice, aliceName, alicePhone, { keyboard: true });
   step("Alice signed in by phone with the keyboard alone");
+  const session = () => alice.evaluate(() => JSON.parse(localStorage.getItem("parley.session")));
+  const firstSession = await session();
 
   // -- Bob: 375 px wide, Ethereum wallet sign-in -------------------------------------------------
   const bobContext = await browser.newContext({ viewport: { width: 375, height: 760 }, hasTouch: true });
@@ -294,14 +296,14 @@ async function scenario(browser) {
   await box.fill("typing something");
   await bob.getByText(`${aliceName} is typing…`).waitFor();
   step("Bob saw Alice typing");
-  const m1 = newMarker("alice-hello");
+  const m1 = newMarker("Hi Bob! Hiking on Saturday?");
   await box.fill(m1);
   await box.press("Enter");
   await bob.getByRole("log").getByText(m1).waitFor();
   await alice.getByRole("log").locator("li.mine").filter({ hasText: m1 }).locator(".receipt", { hasText: "Read" }).waitFor();
   step("Enter sent an encrypted message; Bob read it and Alice saw the read receipt");
 
-  const m2 = newMarker("bob-reply");
+  const m2 = newMarker("Yes! Which trail?");
   await bob.getByLabel("Message", { exact: true }).fill(m2);
   await bob.getByRole("button", { name: "Send", exact: true }).click();
   await alice.getByRole("log").getByText(m2).waitFor();
@@ -310,7 +312,7 @@ async function scenario(browser) {
   await shot(bob, "05-chat-mobile");
 
   // -- an encrypted image with a caption, thumbnail and lightbox -----------------------------------------------
-  const caption = newMarker("caption");
+  const caption = newMarker("This one, the view is great");
   await box.fill(caption);
   await alice.getByLabel("Attach image", { exact: true }).setInputFiles(pngPath);
   const bobImage = bob.getByRole("button", { name: `Open image ${caption}` });
@@ -341,8 +343,8 @@ async function scenario(browser) {
 
   // -- unread counts in the list ----------------------------------------------------------------------
   await bob.getByRole("button", { name: "Back to chats" }).click();
-  const u1 = newMarker("unread-1");
-  const u2 = newMarker("unread-2");
+  const u1 = newMarker("Meet at 9");
+  const u2 = newMarker("Bring water");
   await sendByEnter(alice, u1);
   await sendByEnter(alice, u2);
   const badge = conversationButton(bob, aliceName).getByLabel("2 unread", { exact: true });
@@ -356,13 +358,13 @@ async function scenario(browser) {
 
   // -- a third person in Python: encrypted both ways, and an attachment ---------------------------------------
   const carol = await ask("carol_start", { nickname: `Carol ${run}` });
-  const m3 = newMarker("python-to-browser");
+  const m3 = newMarker("Hello from the Python SDK");
   const carolChat = await ask("carol_open_direct", { user_id: bobId });
   await ask("carol_send", { conversation_id: carolChat, text: m3 });
   await bob.getByRole("button", { name: "Back to chats" }).click();
   await openConversation(bob, `Carol ${run}`);
   await bob.getByRole("log").getByText(m3).waitFor();
-  const m4 = newMarker("browser-to-python");
+  const m4 = newMarker("Hello back from the browser");
   await sendByEnter(bob, m4);
   const got = await ask("carol_receive", { conversation_id: carolChat });
   check(got.text === m4 && got.sender_id === bobId, `Carol decrypted Bob's message: ${JSON.stringify(got)}`);
@@ -381,7 +383,7 @@ async function scenario(browser) {
   const groupId = await ask("carol_group", { title: groupTitle, member_ids: [aliceId, bobId] });
   await conversationButton(alice, groupTitle).waitFor();
   await openConversation(alice, groupTitle);
-  const m5 = newMarker("group");
+  const m5 = newMarker("Hello all three of us");
   await sendByEnter(alice, m5);
   const inGroup = await ask("carol_receive", { conversation_id: groupId });
   check(inGroup.text === m5 && inGroup.sender_id === aliceId, `Carol read the group message: ${JSON.stringify(inGroup)}`);
@@ -419,7 +421,7 @@ async function scenario(browser) {
   }
   bobSockets.clear();
   await bob.locator(".connection.offline").waitFor();
-  const missed = [newMarker("missed-1"), newMarker("missed-2"), newMarker("missed-3")];
+  const missed = [newMarker("Sent while you were offline, 1"), newMarker("Sent while you were offline, 2"), newMarker("Sent while you were offline, 3")];
   for (const text of missed) await ask("carol_send", { conversation_id: carolChat, text });
   await bob.waitForTimeout(1000);
   check((await bob.getByRole("log").getByText(missed[0]).count()) === 0, "nothing arrives while offline");
@@ -431,6 +433,19 @@ async function scenario(browser) {
   check(contiguous(after) === null && after[0] === 1, `after sync: ${contiguous(after) ?? "ok"}`);
   for (const text of missed) check((await bob.getByRole("log").getByText(text).count()) === 1, `${text} shown once`);
   step("after a reconnect Bob's client synced: the 3 missed messages, once each, no gap");
+
+  // The node issues 30-second access tokens here: more than that after signing in, a
+  // search (people sharing Alice's interests) still works, on a refreshed token of the
+  // same session.
+  await alice.getByRole("button", { name: "Find people" }).click();
+  await alice.getByRole("button", { name: "Search", exact: true }).click();
+  await alice.getByRole("button", { name: `Request chat with ${bobName}` }).waitFor();
+  const lastSession = await session();
+  check(
+    lastSession.session_id === firstSession.session_id && lastSession.refresh_token !== firstSession.refresh_token,
+    "Alice's tokens were refreshed (and the refresh token rotated) within one session",
+  );
+  step("access tokens refreshed silently with refresh-token rotation");
 
   await aliceContext.close();
   await bobContext.close();

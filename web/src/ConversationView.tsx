@@ -85,7 +85,7 @@ export function ConversationView({ client, conversation, onBack }: Props) {
           </p>
         </div>
         <span className="lock" title={conversation.mode === "encrypted" ? "End-to-end encrypted" : "Not encrypted"}>
-          {conversation.mode === "encrypted" ? "🔒 Encrypted" : "Plaintext"}
+          {conversation.mode === "encrypted" ? "End-to-end encrypted" : "Not encrypted"}
         </span>
       </header>
       <ol className="messages" ref={listRef} onScroll={onScroll} role="log" aria-label={`Messages with ${title}`}>
@@ -292,7 +292,7 @@ function Composer({ client, conversation }: { client: ChatClient; conversation: 
       }}
     >
       <label className="attach" title="Send an image">
-        <span aria-hidden="true">＋</span>
+        <span aria-hidden="true">+</span>
         <input
           ref={fileRef}
           type="file"

@@ -10,6 +10,7 @@ export interface Session {
   access_token: string;
   refresh_token: string;
   expires_at: number; // Unix seconds
+  lifetime: number; // seconds the access token was issued for
   user_id: string;
   session_id: string;
 }
@@ -66,6 +67,7 @@ export class Api {
       access_token: tokens.access_token,
       refresh_token: tokens.refresh_token,
       expires_at: Date.now() / 1000 + tokens.expires_in,
+      lifetime: tokens.expires_in,
       user_id: tokens.user_id,
       session_id: tokens.session_id,
     };
@@ -86,7 +88,7 @@ export class Api {
   /** A valid access token, refreshed (and the refresh token rotated) when close to expiry. */
   async accessToken(force = false): Promise<string> {
     if (this.session === null) throw new ApiError(401, "unauthenticated", "not signed in");
-    if (force || this.session.expires_at - Date.now() / 1000 < REFRESH_MARGIN) {
+    if (force || this.expiring(this.session)) {
       // One refresh at a time: a spent refresh token presented twice revokes the session.
       this.refreshing ??= this.refresh().finally(() => {
         this.refreshing = null;
@@ -97,14 +99,26 @@ export class Api {
     return this.session.access_token;
   }
 
+  private expiring(session: Session): boolean {
+    const margin = Math.min(REFRESH_MARGIN, (session.lifetime ?? 900) / 2);
+    return session.expires_at - Date.now() / 1000 < margin;
+  }
+
   private async refresh(): Promise<void> {
+    // Tabs of this browser share the pair in localStorage; a refresh token spent twice
+    // revokes the session, so only one tab refreshes at a time (Web Locks), and a tab
+    // first adopts a pair another tab got meanwhile.
+    if (navigator.locks) await navigator.locks.request("parley-refresh", () => this.refreshOnce());
+    else await this.refreshOnce();
+  }
+
+  private async refreshOnce(): Promise<void> {
     const current = this.session;
     if (current === null) return;
     const latest = Api.stored();
     if (latest && latest.refresh_token !== current.refresh_token && latest.user_id === current.user_id) {
-      // Another tab of this browser refreshed already: use its pair.
       this.session = latest;
-      if (latest.expires_at - Date.now() / 1000 >= REFRESH_MARGIN) return;
+      if (!this.expiring(latest)) return;
     }
     try {
       const tokens = await this.call("POST", "/v1/auth/refresh", {

@@ -313,8 +313,16 @@ export class ChatClient {
     return ack.data;
   }
 
+  private noticeTimer: number | undefined;
+
+  /** A passing notice (requests, acceptances): shown for a few seconds. */
   notify(text: string): void {
     this.state.notice = text;
+    window.clearTimeout(this.noticeTimer);
+    this.noticeTimer = window.setTimeout(() => {
+      this.state.notice = null;
+      this.changed();
+    }, 8000);
     this.changed();
   }
 
