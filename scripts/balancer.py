@@ -45,8 +45,19 @@ def _sub(pattern: str, replacement: str, text: str, *, flags: int = re.MULTILINE
     return new
 
 
-def render_nginx(source: str, *, listen: str, nodes: list[str], prefix: Path) -> str:
-    """The shipped nginx.conf for these nodes, listening on ``listen``, files under ``prefix``."""
+def render_nginx(
+    source: str, *, listen: str, nodes: list[str], prefix: Path, hash_key: str | None = None
+) -> str:
+    """The shipped nginx.conf for these nodes, listening on ``listen``, files under ``prefix``.
+
+    ``hash_key`` replaces ``$remote_addr`` as the sticky key: a load generator
+    whose clients all share one address and use only WebSockets (one TCP
+    connection per socket) spreads over the nodes with ``$remote_addr$remote_port``.
+    """
+    if hash_key is not None:
+        source = _sub(
+            r"^\s*hash \$remote_addr consistent;$", f"        hash {hash_key} consistent;", source
+        )
     text = _sub(r"^worker_processes .*;$", "worker_processes 2;", source)
     files = f"error_log {prefix}/error.log warn;\npid {prefix}/nginx.pid;"
     text = _sub(r"^error_log .*;$", files, text)
@@ -99,6 +110,7 @@ class Balancer:
     port: int = 0
     prefix: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="parley-lb-")))
     proc: subprocess.Popen[bytes] | None = None
+    hash_key: str | None = None  # nginx only: see render_nginx
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port(self.host)
@@ -115,8 +127,15 @@ class Balancer:
     def write_config(self) -> None:
         listen = f"{self.host}:{self.port}"
         source = (DEPLOY / self.config.name).read_text()
-        render = render_nginx if self.kind == "nginx" else render_haproxy
-        self.config.write_text(render(source, listen=listen, nodes=self.nodes, prefix=self.prefix))
+        if self.kind == "nginx":
+            text = render_nginx(
+                source, listen=listen, nodes=self.nodes, prefix=self.prefix, hash_key=self.hash_key
+            )
+        else:
+            if self.hash_key is not None:
+                raise BalancerError("a custom hash key is for nginx only")
+            text = render_haproxy(source, listen=listen, nodes=self.nodes, prefix=self.prefix)
+        self.config.write_text(text)
         if os.geteuid() == 0:  # the process runs as nobody and must own its files
             for path in (self.prefix, *self.prefix.iterdir()):
                 os.chown(path, 65534, 65534)

@@ -113,6 +113,7 @@ class Cluster:
     env: dict[str, str] = field(default_factory=dict)
     members: list[Node] = field(default_factory=list)
     lb: Balancer | None = None
+    hash_key: str | None = None  # see scripts.balancer.render_nginx
 
     def node_env(self) -> dict[str, str]:
         return {
@@ -160,7 +161,9 @@ class Cluster:
         if errors:
             self.stop()
             raise errors[0]
-        self.lb = Balancer(self.balancer, [n.address for n in self.members], port=self.port)
+        self.lb = Balancer(
+            self.balancer, [n.address for n in self.members], port=self.port, hash_key=self.hash_key
+        )
         self.lb.start()
         return self
 

@@ -1,0 +1,1 @@
+"""Failure drills through nginx (python -m bench.drills.run); not part of make test."""
