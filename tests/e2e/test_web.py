@@ -44,10 +44,14 @@ def chromium_path() -> str:
     return os.environ.get("PARLEY_TEST_CHROMIUM", "/usr/bin/chromium")
 
 
-def require_tools() -> str:
-    """The ``node`` binary once the client is built and the driver installed; else fail."""
+def require_build() -> None:
     if not (WEB_DIST / "index.html").is_file():
         pytest.fail(f"{WEB_DIST} is not built: run `make web`", pytrace=False)
+
+
+def require_tools() -> str:
+    """The ``node`` binary once the client is built and the driver installed; else fail."""
+    require_build()
     if not (DRIVER_DIR / "node_modules" / "playwright-core").is_dir():
         pytest.fail("run `npm ci --prefix tests/web` (or `make test`)", pytrace=False)
     if not os.access(chromium_path(), os.X_OK):
@@ -234,6 +238,7 @@ async def test_server_serves_the_client_and_keeps_api_paths(
     web_node: tuple[ServerProcess, Path],
 ) -> None:
     """/ and client routes get index.html with a CSP; API paths keep JSON 404s and 405s."""
+    require_build()
     node, _ = web_node
     async with httpx.AsyncClient(base_url=node.url) as http:
         page = await http.get("/")
