@@ -392,6 +392,20 @@ async function scenario(browser) {
   await bob.getByRole("log").getByText(m5).waitFor();
   step("an encrypted group: one envelope for three people's devices, read in Python and the other browser");
 
+  const hikers = `Hikers ${run}`;
+  await alice.getByRole("button", { name: "New group" }).click();
+  await alice.getByLabel("Group name", { exact: true }).fill(hikers);
+  await alice.getByRole("group", { name: /Members/ }).getByRole("checkbox", { name: bobName }).check();
+  await expectLabelled(alice, "new group form");
+  await alice.getByRole("button", { name: "Create encrypted group" }).click();
+  await alice.getByRole("heading", { name: hikers }).waitFor();
+  const m6 = newMarker("A group made in the browser");
+  await sendByEnter(alice, m6);
+  await bob.getByRole("button", { name: "Back to chats" }).click();
+  await openConversation(bob, hikers);
+  await bob.getByRole("log").getByText(m6).waitFor();
+  step("Alice made an encrypted group in the browser; Bob read its first message");
+
   // -- history: a reload keeps the session and the device keys; infinite scroll --------------------------------
   await ask("carol_send_many", { conversation_id: carolChat, prefix: `history-${run}`, count: 40 });
   await bob.reload();
