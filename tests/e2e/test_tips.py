@@ -381,6 +381,25 @@ async def test_a_signed_transaction_must_be_the_prepared_tip(
         status, code, _ = await error_of(bob.submit_tip(tip_id, tx_hash=done["tx_hash"]))
         assert (status, code) == (403, "not_your_tip")
         chain.mine()
+        # A transaction the network refuses leaves the tip prepared: here the wallet
+        # spent its balance elsewhere between prepare and submit.
+        second = await alice.prepare_tip(bob.user_id or "", "0.02")
+        tx = transaction_for_signing(second)
+        fee = tx["gas"] * tx["maxFeePerGas"]
+        drain = {**tx, "to": MALLORY.address, "value": chain.balance(alice_wallet.address) - fee}
+        chain.rpc(
+            "eth_sendRawTransaction",
+            "0x" + bytes(alice_wallet.sign_transaction(drain).raw_transaction).hex(),
+        )
+        late = {**tx, "nonce": tx["nonce"] + 1}
+        raw = "0x" + bytes(alice_wallet.sign_transaction(late).raw_transaction).hex()
+        status, code, message = await error_of(
+            alice.submit_tip(second["tip"]["id"], raw_transaction=raw)
+        )
+        assert (status, code) == (422, "tx_rejected") and "refused the transaction" in message
+        again = await alice.tip(second["tip"]["id"])
+        assert again["state"] == "prepared" and again["tx_hash"] is None
+        await alice.cancel_tip(second["tip"]["id"])
     finally:
         await alice.close()
         await bob.close()
