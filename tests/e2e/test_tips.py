@@ -654,3 +654,26 @@ async def test_a_tip_whose_nonce_another_transaction_took_is_dropped(tmp_path: P
         await bob.close()
         node.stop()
         chain.stop()
+
+
+async def test_a_reverted_transfer_fails_the_tip(
+    nodes: tuple[ServerProcess, ServerProcess], chain: Ganache
+) -> None:
+    """The recipient's address turns out to run code that reverts (ganache can put code at
+    any address): the transaction is mined with status 0 and the tip fails, saying so."""
+    node1, node2 = nodes
+    alice, alice_wallet = await wallet_user(node1, "alice-v", chain)
+    bob, bob_wallet = await wallet_user(node2, "bob-v", chain)
+    try:
+        prepared = await alice.prepare_tip(bob.user_id or "", "0.01")
+        chain.rpc("evm_setAccountCode", bob_wallet.address, "0x60006000fd")  # REVERT(0, 0)
+        tip = await alice.submit_tip(
+            prepared["tip"]["id"], raw_transaction=sign_prepared(prepared, alice_wallet)
+        )
+        failed = await next_tip_event(bob, tip["id"], "failed")
+        assert failed["reason"] == "the transaction reverted" and failed["block_number"]
+        receipt = chain.rpc("eth_getTransactionReceipt", tip["tx_hash"])
+        assert receipt["status"] == "0x0"
+    finally:
+        await alice.close()
+        await bob.close()
