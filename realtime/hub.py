@@ -25,6 +25,7 @@ from config.settings import RealtimeSettings, RedisSettings, split_list
 from realtime import codec
 from realtime.control import ControlBus
 from realtime.events import PRESENCE_UPDATED, SESSION_REVOKED, user_room
+from realtime.fanout import DirectEmitManager
 from realtime.metrics import RealtimeMetrics
 from realtime.presence import MemoryPresenceStore, PresenceState, PresenceStore
 
@@ -77,7 +78,7 @@ class _SocketServer(socketio.AsyncServer):  # type: ignore[misc]
 _REDIS_RETRY_CAP = 2.0
 
 
-class _RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+class _RedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # type: ignore[misc]
     """python-socketio's Redis manager, resubscribing within seconds after an outage.
 
     The library doubles its wait up to 60 s, so cross-node fan-out could stay
@@ -155,7 +156,7 @@ class SocketHub:
         if redis.url:
             manager = _RedisManager(redis.url, channel=redis.channel, json=codec, logger=log)
         else:
-            manager = socketio.AsyncManager()
+            manager = DirectEmitManager()
         origins = split_list(settings.cors_allowed_origins)
         # "*": any origin; a list: those; nothing: same origin only (engineio's None).
         cors: str | list[str] | None = "*" if origins == ["*"] else (origins or None)
@@ -370,18 +371,22 @@ class SocketHub:
         """Move every local socket to another node, in slices over ``spread`` seconds.
 
         For each slice: its sockets stop taking new events, the events they have
-        in flight finish and their acks go out (waiting at most ``settle``
-        seconds), then their transports are dropped (see :meth:`disconnect_all`).
-        Slices spare the other nodes one thundering herd of reconnects and syncs.
+        in flight finish and their acks go out, then their transports are
+        dropped (see :meth:`disconnect_all`). Slices spare the other nodes one
+        thundering herd of reconnects and syncs. Waiting for acks has one budget
+        for the whole drain (``settle`` seconds past the spread): on an
+        overloaded node the drain still ends in ``spread + settle`` seconds.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + spread + settle
         sids = list(self._principals)
         slices = max(1, min(10, len(sids)))
         for index in range(slices):
-            await self._drop_after_acks(sids[index::slices], settle)
+            await self._drop_after_acks(sids[index::slices], deadline - loop.time())
             if index < slices - 1:
                 await asyncio.sleep(spread / slices)
         # Sockets whose handshake was already under way when the drain began.
-        await self._drop_after_acks(list(self._principals), settle)
+        await self._drop_after_acks(list(self._principals), deadline - loop.time())
 
     async def _drop_after_acks(self, sids: list[str], settle: float) -> None:
         self._closing.update(sids)
@@ -389,9 +394,10 @@ class SocketHub:
         def idle() -> bool:
             return not any(sid in self._in_flight for sid in sids)
 
-        async with self._idle:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait_for(idle), settle)
+        if settle > 0 and not idle():
+            async with self._idle:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait_for(idle), settle)
         for sid in sids:
             await self._abort_transport(sid)
 

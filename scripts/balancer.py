@@ -13,6 +13,7 @@ the port is high and every file is in its own directory).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ Kind = Literal["nginx", "haproxy"]
 KINDS: tuple[Kind, ...] = ("nginx", "haproxy")
 
 _NOBODY = 65534
+_PR_SET_PDEATHSIG = 1
 INSTALL_HINT = "apt-get install -y nginx-light haproxy   (or: make balancers)"
 
 
@@ -84,6 +87,12 @@ def render_haproxy(source: str, *, listen: str, nodes: list[str], prefix: Path) 
     if count < 1:
         raise BalancerError("shipped haproxy.cfg changed: no `server nodeN` lines to replace")
     return text.rstrip("\n") + "\n" + servers + "\n"
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent ends (Linux prctl)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -150,6 +159,10 @@ class Balancer:
         """Start the balancer binary: as ``nobody`` when we are root, else as ourselves."""
         if os.geteuid() == 0:
             options |= {"user": _NOBODY, "group": _NOBODY, "extra_groups": []}
+        if threading.current_thread() is threading.main_thread():
+            # Gone with us, even when we are killed: no stray balancer holds the port.
+            # (Only from the main thread: the signal follows the thread that forked.)
+            options["preexec_fn"] = _die_with_parent
         return subprocess.Popen(args, cwd=self.prefix, **options)  # noqa: S603 (our own argv)
 
     def check(self) -> None:

@@ -39,7 +39,8 @@ _SOCKET_PATH = "/socket.io/"
 # How long a drain spends dropping sockets, at most; the rest of the grace
 # period is uvicorn's, for in-flight HTTP requests.
 _SPREAD_CAP = 1.0
-# How long a socket's in-flight events may take to finish before it is dropped.
+# How long, past the spread, in-flight events may take to finish (one budget
+# for the whole drain) before the remaining sockets are dropped anyway.
 _SETTLE_CAP = 5.0
 
 

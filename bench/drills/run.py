@@ -245,9 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--services", choices=["private", "shared"], default="private",
                         help="restart private PostgreSQL/Redis instances (default) or the "
                         "machine's own (everyone using them sees the outage)")  # fmt: skip
-    parser.add_argument("--sessions", type=int, default=200, help="loadtest sessions")
-    parser.add_argument("--group-size", type=int, default=10, help="members per group")
-    parser.add_argument("--rate", type=float, default=100.0, help="messages/s in total")
+    parser.add_argument("--sessions", type=int, default=100, help="loadtest sessions")
+    parser.add_argument("--group-size", type=int, default=5, help="members per group")
+    parser.add_argument("--rate", type=float, default=20.0, help="messages/s in total")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of sending")
     parser.add_argument("--at", type=float, default=10.0,
                         help="seconds into the sending when the failure happens")  # fmt: skip

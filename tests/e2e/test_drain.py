@@ -152,7 +152,8 @@ async def test_node_leaves_and_its_clients_move_through_nginx(
     node 2 through nginx, and every acked message reaches every user."""
     env = node_env(database, redis_url(REDIS_E2E_DB), tmp_path / "keys")
     node1, node2 = await start_pair(env, nodes, action)
-    lb: Balancer = await asyncio.to_thread(start_balancer, "nginx", [node1, node2])
+    # Started from the main thread, so that it dies with this process if need be.
+    lb: Balancer = start_balancer("nginx", [node1, node2])
     users: list[User] = []
     try:
         routes = await addresses_by_node(lb, [node1, node2], wanted=2)
