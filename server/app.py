@@ -59,6 +59,7 @@ def _lifespan(services: Services) -> Any:
             stack.push_async_callback(services.sms.close)
             stack.push_async_callback(services.mailer.close)
             stack.callback(services.media_pool.close)
+            stack.callback(services.contacts.close)
             stack.push_async_callback(services.blobs.close)
             try:
                 await services.blobs.ping()

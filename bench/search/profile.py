@@ -15,17 +15,14 @@ from pathlib import Path
 
 # (label, a substring of a frame); the first that a sample holds wins.
 STEPS = [
-    ("contacts: normalize (phonenumbers, HMAC)", "ContactService.normalize"),
-    ("contacts: insert the book (Tortoise bulk_create)", "ContactService._store"),
-    ("contacts: cards of the matches", "cards (server/users/profiles.py"),
-    ("contacts: rematch (join, user_contacts)", "ContactService._rematch"),
-    ("contacts: delete the old book", "ContactService.replace"),
+    ("contacts: normalize (phonenumbers, HMAC, in a thread or worker processes)", "normalize"),
+    ("contacts: the book written, matched, related, cards read", "ContactService.store_book"),
+    ("contacts: the rest of replace", "ContactService.replace"),
     ("auth: token and session check", "get_principal"),
-    ("search: blocks (2 queries)", "blocked_between"),
-    ("search: who lists me (1 query)", "ContactService.listed_by"),
+    ("search: the searcher (blocks, who lists me, profile)", "searcher (server/search"),
     ("search: the index (transaction, tiers)", "PostgresSearchIndex"),
-    ("search: 20 cards (2 queries)", "cards (server/users/profiles.py"),
-    ("search: rest of SearchService.people (profile interests)", "SearchService.people"),
+    ("search: 20 cards (one query)", "profile_cards"),
+    ("search: rest of SearchService.people", "SearchService.people"),
     ("response: validation and JSON", "serialize_response"),
 ]
 

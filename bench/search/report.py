@@ -135,14 +135,7 @@ def matching_table(report: dict[str, Any]) -> list[str]:
         "| step of ContactService.replace | first upload, median | same book again, median |",
         "| --- | ---: | ---: |",
     ]
-    for step in (
-        "normalize",
-        "delete_contacts",
-        "insert_contacts",
-        "join",
-        "user_contacts",
-        "cards",
-    ):
+    for step in ("normalize", "store_book"):
         out.append(f"| {step} | {_ms(steps[step]['p50_ms'])} | {_ms(again[step]['p50_ms'])} |")
     out.append(f"| total | {_ms(steps['total']['p50_ms'])} | {_ms(again['total']['p50_ms'])} |")
     return out

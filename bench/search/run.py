@@ -65,8 +65,7 @@ from bench.search.scenarios import (  # noqa: E402
 )
 from config.keys import load_server_keys  # noqa: E402
 from config.settings import AuthSettings, DatabaseSettings  # noqa: E402
-from server.contacts.service import ContactService  # noqa: E402
-from server.users.profiles import blocked_between  # noqa: E402
+from server.search.service import searcher as searcher_context  # noqa: E402
 from storage.database import close_database, open_database  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
@@ -217,9 +216,9 @@ async def measure(
         await open_database(DatabaseSettings(url=db_url, pool_max_size=4))
         try:
             searcher = searchers[0].user_id
-            contacts = ContactService(secret, backend.NoEmitter())
-            exclude = {searcher} | await blocked_between(searcher)
-            contacts_of = set(await contacts.listed_by(searcher))
+            context = await searcher_context(searcher)
+            exclude = {searcher} | context.blocked
+            contacts_of = context.listed_by
             profile = next((s.interests for s in searchers if s.interests), ())
             warm = mix.draw(max(100, args.requests // 10))
             await backend.search_index(warm, exclude, contacts_of, profile)
@@ -228,7 +227,7 @@ async def measure(
             )
             print(f"  search_people alone: {results['search_backend']['all']}", flush=True)
             page = [str(uid) for uid, _ in rng.sample(people, 20)]
-            results["route_parts"] = await backend.route_parts(searcher, page, contacts, 200)
+            results["route_parts"] = await backend.route_parts(searcher, page, 200)
             examples = {kind: mix.query(kind) for kind in KINDS}
             examples["first_name"] = Query("first_name", "Maria", ())
             results["plans"] = await backend.plans(

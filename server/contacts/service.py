@@ -15,82 +15,168 @@ tells every owner of that number that the contact joined.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import Any
 
-import phonenumbers
 from tortoise.transactions import in_transaction
 
 from config.errors import InvalidRequestError
 from realtime.events import CONTACT_JOINED, Emitter
-from server.users.profiles import card_of, cards
+from server.contacts.cards import CARD_COLUMNS, card_from_row, profile_cards
+from server.contacts.numbers import Normalized, NumberNormalizer, phone_hash
+from server.users.profiles import card_of
 from server.users.schemas import ProfileCard
 from storage import sql
 from storage.models import Block, Contact, Identity, PhoneDirectory, UserContact
 
+__all__ = ["MAX_CONTACTS", "ContactService", "Normalized", "phone_hash"]
+
 log = logging.getLogger(__name__)
 
 MAX_CONTACTS = 5000
-_MAX_RAW = 64
+
+Matches = list[tuple[ProfileCard, list[int]]]
+
+# PostgreSQL: an address book is written, matched and related in one
+# statement (bench/search measured 0.6 s for the five ORM steps, 0.2 s for
+# this). $1 the owner, $2 the book's hashes. The book is joined to the
+# directory (5,000 index probes); "phone_hash = ANY($2)" would make the
+# planner read the whole directory, and "<> ALL($2)" compare every row with
+# every element: NOT IN over a sub-select is hashed once.
+_RELATE = """
+unrelated AS (
+    DELETE FROM user_contacts
+    WHERE owner_id = $1::uuid AND contact_id NOT IN (SELECT user_id FROM matched)
+), related AS (
+    INSERT INTO user_contacts (id, owner_id, contact_id, created_at)
+    SELECT gen_random_uuid(), $1::uuid, m.user_id, now()
+    FROM (SELECT DISTINCT user_id FROM matched) AS m
+    ON CONFLICT (owner_id, contact_id) DO NOTHING
+)"""
+
+_MATCHES = f"""{CARD_COLUMNS}, m.phone_hash
+FROM matched AS m
+JOIN users AS u ON u.id = m.user_id
+LEFT JOIN profiles AS p ON p.user_id = u.id"""
+
+_REPLACE = f"""
+WITH book AS (
+    SELECT h AS phone_hash FROM unnest($2::text[]) AS h
+), gone AS (
+    DELETE FROM contacts
+    WHERE owner_id = $1::uuid AND phone_hash NOT IN (SELECT phone_hash FROM book)
+), added AS (
+    INSERT INTO contacts (id, owner_id, phone_hash, created_at)
+    SELECT gen_random_uuid(), $1::uuid, phone_hash, now() FROM book
+    ON CONFLICT (owner_id, phone_hash) DO NOTHING
+), matched AS (
+    SELECT d.phone_hash, d.user_id
+    FROM book JOIN phone_directory AS d ON d.phone_hash = book.phone_hash
+    WHERE d.user_id <> $1::uuid
+), {_RELATE}
+{_MATCHES}
+"""  # noqa: S608 (constant text)
+
+# PATCH: the relation follows the whole book as stored; the answer lists the
+# matches among $2, the added hashes.
+_REMATCH = f"""
+WITH matched AS (
+    SELECT c.phone_hash, d.user_id
+    FROM contacts AS c JOIN phone_directory AS d ON d.phone_hash = c.phone_hash
+    WHERE c.owner_id = $1::uuid AND d.user_id <> $1::uuid
+), {_RELATE}
+{_MATCHES}
+WHERE m.phone_hash IN (SELECT unnest($2::text[]))
+"""  # noqa: S608 (constant text)
+
+_REMOVE = """
+DELETE FROM contacts WHERE owner_id = $1::uuid AND phone_hash IN (SELECT unnest($2::text[]))
+"""
+
+# How many numbers the book would hold with $2 added.
+_COUNT_WITH = """
+SELECT count(*) + cardinality($2::text[]) AS total FROM contacts
+WHERE owner_id = $1::uuid AND phone_hash NOT IN (SELECT unnest($2::text[]))
+"""
+
+_ADD = """
+INSERT INTO contacts (id, owner_id, phone_hash, created_at)
+SELECT gen_random_uuid(), $1::uuid, h, now() FROM unnest($2::text[]) AS h
+ON CONFLICT (owner_id, phone_hash) DO NOTHING
+"""
 
 
-def phone_hash(secret: bytes, e164: str) -> str:
-    return hmac.new(secret, b"parley-phone-v1:" + e164.encode(), hashlib.sha256).hexdigest()
+def _too_many() -> InvalidRequestError:
+    return InvalidRequestError(
+        f"add: the address book would hold more than {MAX_CONTACTS} numbers",
+        code="too_many_contacts",
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class Normalized:
-    hashes: dict[str, list[int]]  # hash -> indexes of the submitted entries that gave it
-    invalid: list[int]
+def _matches(rows: list[dict[str, Any]], found: Normalized) -> Matches:
+    """Cards of the matched users with the positions of their numbers, first-listed first."""
+    cards: dict[str, ProfileCard] = {}
+    indexes: dict[str, list[int]] = {}
+    for row in rows:
+        user = row["user_id"]
+        if user not in cards:
+            cards[user] = card_from_row(row)
+        indexes.setdefault(user, []).extend(found.hashes[row["phone_hash"]])
+    ordered = sorted((sorted(i), u) for u, i in indexes.items())
+    return [(cards[u], i) for i, u in ordered]
 
 
 class ContactService:
     def __init__(self, secret: bytes, emitter: Emitter) -> None:
         self._secret = secret
         self._emitter = emitter
+        self._numbers = NumberNormalizer(secret)
+
+    def close(self) -> None:
+        """Stop the worker processes that parse big address books, if any started."""
+        self._numbers.close()
+
+    async def warm_up(self) -> None:
+        """Start those worker processes now rather than with the first big book."""
+        await self._numbers.warm()
 
     # -- address books ----------------------------------------------------------
 
     def normalize(self, numbers: Sequence[str], region: str | None) -> Normalized:
         """Keyed hashes of the valid numbers; indexes of the ones that are not numbers."""
-        hashes: dict[str, list[int]] = {}
-        invalid: list[int] = []
-        hint = region.upper() if region else None
-        for index, raw in enumerate(numbers):
-            try:
-                if len(raw) > _MAX_RAW:
-                    raise phonenumbers.NumberParseException(0, "too long")
-                number = phonenumbers.parse(raw, hint)
-                if not phonenumbers.is_valid_number(number):
-                    raise phonenumbers.NumberParseException(0, "not valid")
-            except phonenumbers.NumberParseException:
-                invalid.append(index)
-                continue
-            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-            hashes.setdefault(phone_hash(self._secret, e164), []).append(index)
-        return Normalized(hashes, invalid)
+        return self._numbers(numbers, region)
+
+    async def parse(self, numbers: Sequence[str], region: str | None) -> Normalized:
+        """``normalize`` off the event loop (big books in worker processes)."""
+        return await self._numbers.run(numbers, region)
 
     async def replace(
         self, owner_id: str, numbers: Sequence[str], region: str | None
-    ) -> tuple[list[tuple[ProfileCard, list[int]]], Normalized]:
+    ) -> tuple[Matches, Normalized]:
         """The whole address book: what was there before is forgotten."""
-        # 5,000 numbers take a few hundred ms to parse: not on the event loop.
-        found = await asyncio.to_thread(self.normalize, numbers, region)
+        found = await self.parse(numbers, region)
+        return await self.store_book(owner_id, found), found
+
+    async def store_book(self, owner_id: str, found: Normalized) -> Matches:
+        """Make the stored book (and the relation) exactly ``found``; its matches."""
+        conn = sql.connection()
+        if sql.is_postgres(conn):
+            rows = await conn.execute_query_dict(_REPLACE, [owner_id, list(found.hashes)])
+            return _matches(rows, found)
         async with in_transaction():
             await Contact.filter(owner_id=owner_id).delete()
             await self._store(owner_id, found.hashes)
-        return await self._rematch(owner_id, found), found
+        return await self._rematch(owner_id, found)
 
     async def patch(
         self, owner_id: str, add: Sequence[str], remove: Sequence[str], region: str | None
-    ) -> tuple[list[tuple[ProfileCard, list[int]]], Normalized]:
+    ) -> tuple[Matches, Normalized]:
         """Add and remove entries; matches are those of the added ones."""
-        found = await asyncio.to_thread(self.normalize, add, region)
-        gone = await asyncio.to_thread(self.normalize, remove, region)
+        found = await self.parse(add, region)
+        gone = await self.parse(remove, region)
+        if sql.is_postgres():
+            return await self._patch_postgres(owner_id, found, gone), found
         async with in_transaction():
             if gone.hashes:
                 await Contact.filter(owner_id=owner_id, phone_hash__in=list(gone.hashes)).delete()
@@ -101,14 +187,24 @@ class ContactService:
                 )
             }
             if len(existing | set(found.hashes)) > MAX_CONTACTS:
-                raise InvalidRequestError(
-                    f"add: the address book would hold more than {MAX_CONTACTS} numbers",
-                    code="too_many_contacts",
-                )
+                raise _too_many()
             await self._store(
                 owner_id, {h: i for h, i in found.hashes.items() if h not in existing}
             )
         return await self._rematch(owner_id, found), found
+
+    async def _patch_postgres(self, owner_id: str, found: Normalized, gone: Normalized) -> Matches:
+        added = list(found.hashes)
+        async with in_transaction() as conn:
+            if gone.hashes:
+                await conn.execute_query_dict(_REMOVE, [owner_id, list(gone.hashes)])
+            (count,) = await conn.execute_query_dict(_COUNT_WITH, [owner_id, added])
+            if count["total"] > MAX_CONTACTS:
+                raise _too_many()
+            if added:
+                await conn.execute_query_dict(_ADD, [owner_id, added])
+            rows = await conn.execute_query_dict(_REMATCH, [owner_id, added])
+        return _matches(rows, found)
 
     async def clear(self, owner_id: str) -> None:
         async with in_transaction():
@@ -120,9 +216,7 @@ class ContactService:
             [Contact(owner_id=owner_id, phone_hash=h) for h in hashes], batch_size=1000
         )
 
-    async def _rematch(
-        self, owner_id: str, found: Normalized
-    ) -> list[tuple[ProfileCard, list[int]]]:
+    async def _rematch(self, owner_id: str, found: Normalized) -> Matches:
         """Make ``user_contacts`` of the owner agree with the address book; its matches."""
         matched = await sql.fetch(
             "SELECT c.phone_hash, d.user_id FROM contacts c "
@@ -150,7 +244,9 @@ class ContactService:
             user = str(row["user_id"])
             if user != owner_id and row["phone_hash"] in found.hashes:
                 indexes.setdefault(user, []).extend(found.hashes[row["phone_hash"]])
-        return [(card, sorted(indexes[card.user_id])) for card in await cards(list(indexes))]
+        ordered = sorted((sorted(i), u) for u, i in indexes.items())
+        cards = {c.user_id: c for c in await profile_cards([u for _, u in ordered])}
+        return [(cards[u], i) for i, u in ordered if u in cards]
 
     async def matched(self, owner_id: str) -> list[tuple[ProfileCard, bool]]:
         """The owner's contacts who use Parley, and whether each has the owner too."""
@@ -167,7 +263,7 @@ class ContactService:
         }
         return [
             (card, card.user_id in mutual)
-            for card in await cards([c for c in contacts if c not in hidden])
+            for card in await profile_cards([c for c in contacts if c not in hidden])
         ]
 
     # -- the relation -------------------------------------------------------------

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 from config.errors import InvalidRequestError, NotFoundError
 from server.chats.access import require_member
 from server.chats.messages import message_out
+from server.contacts.cards import profile_cards
 from server.contacts.service import ContactService
 from server.search.indexer import Indexer
 from server.search.schemas import EventStatus, MessageSearchPage, PeoplePage
 from server.users.interests import CATALOGUE
-from server.users.profiles import blocked_between, cards
-from storage.models import Event, Member, Message, Profile
+from storage import sql
+from storage.models import Event, Member, Message
 from storage.search import SearchIndex
 
 MAX_QUERY = 200
@@ -18,8 +22,46 @@ MIN_QUERY = 3
 MAX_OFFSET = 1000
 
 
+# What a people search needs to know of the searcher, in one round trip:
+# who they blocked or were blocked by (never shown either way), whose address
+# books hold their number (they may see "contacts" profiles), and the
+# interests on their profile (used when the search names none).
+_SEARCHER = """
+SELECT 'block' AS kind, CAST(blocked_id AS TEXT) AS value FROM blocks WHERE blocker_id = ?
+UNION ALL
+SELECT 'block', CAST(blocker_id AS TEXT) FROM blocks WHERE blocked_id = ?
+UNION ALL
+SELECT 'listed', CAST(owner_id AS TEXT) FROM user_contacts WHERE contact_id = ?
+UNION ALL
+SELECT 'interests', CAST(interests AS TEXT) FROM profiles WHERE user_id = ?
+"""
+
+
 class EventNotFoundError(NotFoundError):
     code = "event_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class Searcher:
+    blocked: set[str]  # blocked by or blocking the searcher
+    listed_by: set[str]  # people whose address book holds the searcher's number
+    interests: list[str]  # on the searcher's profile
+
+
+async def searcher(user_id: str) -> Searcher:
+    """The searcher's blocks, who lists them and their profile's interests (one query)."""
+    blocked: set[str] = set()
+    listed_by: set[str] = set()
+    interests: list[str] = []
+    for row in await sql.fetch(_SEARCHER, [user_id] * 4):
+        kind, value = row["kind"], row["value"]
+        if kind == "block":
+            blocked.add(value)
+        elif kind == "listed":
+            listed_by.add(value)
+        else:
+            interests = list(json.loads(value))
+    return Searcher(blocked, listed_by, interests)
 
 
 def _ideographic(text: str) -> bool:
@@ -54,10 +96,10 @@ class SearchService:
                 f"interests: not in the catalogue: {', '.join(unknown[:5])}",
                 code="unknown_interest",
             )
+        me = await searcher(user_id)
         if not interests:
             # Without a choice, "shared" means shared with the searcher's profile.
-            profile = await Profile.get_or_none(user_id=user_id)
-            interests = list(profile.interests) if profile is not None else []
+            interests = me.interests
         if not query and not interests:
             raise InvalidRequestError(
                 "give `q` (a name) or `interests`, or list interests on your profile"
@@ -65,15 +107,15 @@ class SearchService:
         hits = await self._index.search_people(
             query=query,
             interests=interests,
-            exclude={user_id} | await blocked_between(user_id),
-            contacts_of=set(await self._contacts.listed_by(user_id)),
+            exclude={user_id} | me.blocked,
+            contacts_of=me.listed_by,
             limit=limit,
             offset=offset,
         )
         shared = {h.user_id: h.shared_interests for h in hits}
         people = [
             card.model_copy(update={"shared_interests": shared[card.user_id]})
-            for card in await cards([h.user_id for h in hits])
+            for card in await profile_cards([h.user_id for h in hits])
         ]
         return PeoplePage(people=people, next_offset=_page(offset, limit, len(hits)))
 

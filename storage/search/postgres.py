@@ -89,37 +89,63 @@ def _shared(first: int, count: int) -> str:
     return " + ".join(f"(${n} = ANY(p.interests))::int" for n in range(first, first + count))
 
 
-def _people_by_query(interests: int, *, sharing_all: bool = False) -> str:
+def _people_by_query(interests: int, *, sharing: str = "") -> str:
     """$1 query, $2 exclude, $3 contacts_of, $4 limit, $5 offset, then the interests
-    (and, ``sharing_all``, their array: only people with every one of them).
+    and, with ``sharing``, their array: only people sharing "all" or "any" of them.
 
     The score mirrors base.rank_people: round(float4::numeric, 4).
     """
-    all_of = f"AND p.interests @> ${6 + interests}::text[]" if sharing_all else ""
+    array = f"${6 + interests}::text[]"
+    among = {"": "", "all": f"AND p.interests @> {array}", "any": f"AND p.interests && {array}"}
     return f"""
 SELECT user_id::text AS user_id, shared, score FROM (
     SELECT p.user_id, {_shared(6, interests)} AS shared,
            round(word_similarity($1, p.names)::numeric, 4) AS score
     FROM search_people AS p
-    WHERE $1 <% p.names AND {_AUDIENCE} {all_of}
+    WHERE $1 <% p.names AND {_AUDIENCE} {among[sharing]}
 ) AS s
 ORDER BY shared DESC, score DESC, user_id
 LIMIT $4 OFFSET $5
 """  # noqa: S608 (only placeholders are interpolated)
 
 
-def _people_by_interests(interests: int, *, sharing_all: bool = False) -> str:
+def _people_by_interests(interests: int) -> str:
     """$1 interests, $2 exclude, $3 contacts_of, $4 limit, $5 offset, then each interest."""
-    match = "@>" if sharing_all else "&&"
     return f"""
 SELECT user_id::text AS user_id, shared, 0 AS score FROM (
     SELECT p.user_id, {_shared(6, interests)} AS shared
     FROM search_people AS p
-    WHERE p.interests {match} $1::text[] AND {_AUDIENCE}
+    WHERE p.interests && $1::text[] AND {_AUDIENCE}
 ) AS s
 ORDER BY shared DESC, user_id
 LIMIT $4 OFFSET $5
 """  # noqa: S608 (only placeholders are interpolated)
+
+
+# People sharing every one of $1 ($2 exclude, $3 contacts_of, $4 limit, $5
+# offset): they all share cardinality($1), the most anyone can, so they come
+# first, by id. Containment costs about 1 µs a row, so the planner may walk
+# the primary key and stop at the page when they are many.
+_PEOPLE_SHARING_ALL = f"""
+SELECT p.user_id::text AS user_id, cardinality($1::text[]) AS shared, 0 AS score
+FROM search_people AS p
+WHERE p.interests @> $1::text[] AND {_AUDIENCE}
+ORDER BY p.user_id
+LIMIT $4 OFFSET $5
+"""  # noqa: S608 (constant text)
+
+# A name tier at threshold 1.0 ($1 query, then as above): every row kept
+# scores exactly 1 (round(1::float4, 4)), so it is not scored again and the
+# order is by id alone. By the id's text, in byte order, which is the uuid
+# order: a uuid order would let the planner walk the primary key, re-checking
+# the trigrams of every row on the way, which is slow when few names match.
+_PEOPLE_SCORING_ONE = f"""
+SELECT p.user_id::text AS user_id, 0 AS shared, 1.0 AS score
+FROM search_people AS p
+WHERE $1 <% p.names AND {_AUDIENCE}
+ORDER BY p.user_id::text COLLATE "C"
+LIMIT $4 OFFSET $5
+"""  # noqa: S608 (constant text)
 
 
 # Shortcuts that return exactly what the full search would, scoring far fewer
@@ -131,7 +157,8 @@ LIMIT $4 OFFSET $5
 #   page's last (no similarity lies within 0.00005 below 1 or 0.6 for names
 #   this short, so rounding cannot make one tie).
 # - With interests: people sharing all of them (found with the GIN index on the
-#   array) rank before everyone else; when they fill the page, that is the page.
+#   array) rank before everyone else, and people sharing at least one before
+#   those sharing none; when a tier fills the page, that is the page.
 TIERS = (1.0, 0.6)
 
 
@@ -276,7 +303,8 @@ class PostgresSearchIndex:
         async with in_transaction(self._client().connection_name) as conn:
             for threshold in TIERS:
                 await conn.execute_script(_threshold(threshold))
-                rows = await conn.execute_query_dict(statement, [search.query, *audience, need, 0])
+                tier = _PEOPLE_SCORING_ONE if threshold == 1.0 else statement
+                rows = await conn.execute_query_dict(tier, [search.query, *audience, need, 0])
                 if len(rows) == need:
                     return rows[search.offset :]
             await conn.execute_script(_threshold(SIMILARITY_THRESHOLD))
@@ -289,38 +317,36 @@ class PostgresSearchIndex:
     ) -> list[dict[str, Any]]:
         n = len(search.interests)
         need = search.offset + search.limit
+        slugs = list(search.interests)
         async with in_transaction(self._client().connection_name) as conn:
             await conn.execute_script(_threshold(SIMILARITY_THRESHOLD))
-            rows = await conn.execute_query_dict(
-                _people_by_query(n, sharing_all=True),
-                [search.query, *audience, need, 0, *search.interests, list(search.interests)],
-            )
-            if len(rows) == need:
-                return rows[search.offset :]
+            # With one interest, sharing all of them is sharing any.
+            for sharing in ("all", "any") if n > 1 else ("any",):
+                rows = await conn.execute_query_dict(
+                    _people_by_query(n, sharing=sharing),
+                    [search.query, *audience, need, 0, *slugs, slugs],
+                )
+                if len(rows) == need:
+                    return rows[search.offset :]
             return await conn.execute_query_dict(
                 _people_by_query(n),
-                [search.query, *audience, search.limit, search.offset, *search.interests],
+                [search.query, *audience, search.limit, search.offset, *slugs],
             )
 
     async def _people_by_interests(
         self, search: PeopleSearch, audience: list[list[str]]
     ) -> list[dict[str, Any]]:
-        n = len(search.interests)
-        need = search.offset + search.limit
         conn = self._client()
         slugs = list(search.interests)
-        if n > 1:
-            rows = await conn.execute_query_dict(
-                _people_by_interests(n, sharing_all=True),
-                [slugs, *audience, need, 0, *search.interests],
-            )
-            if len(rows) == need:
-                return rows[search.offset :]
-        rows = await conn.execute_query_dict(
-            _people_by_interests(n),
-            [slugs, *audience, search.limit, search.offset, *search.interests],
+        need = search.offset + search.limit
+        rows = await conn.execute_query_dict(_PEOPLE_SHARING_ALL, [slugs, *audience, need, 0])
+        if len(rows) == need or len(slugs) == 1:
+            # With one interest, everyone found shares all there is to share.
+            return rows[search.offset :]
+        return await conn.execute_query_dict(
+            _people_by_interests(len(slugs)),
+            [slugs, *audience, search.limit, search.offset, *slugs],
         )
-        return rows
 
     async def search_messages(
         self, *, query: str, conversation_ids: Sequence[str], limit: int, offset: int
