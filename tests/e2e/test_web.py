@@ -5,12 +5,15 @@ browser download): it asks this module, line by line over its stdin and
 stdout, for sign-in codes (read from the node's log, as a person running
 ``make run`` would) and for the third person's moves, which the Python SDK
 makes here. Afterwards the node's database and media store are searched for
-every message text the people sent: none may be there.
+every message text the people sent: none may be there. The node tracks tips on
+a real local chain (ganache, tests/support/ganache.py): a browser user's fake
+MetaMask signs and broadcasts there, and this module funds wallets and mines.
 
 Needs ``web/dist`` (``make web``), ``tests/web/node_modules``
-(``npm ci --prefix tests/web``) and Chromium (``apt-get install chromium``);
-``make test`` provides all three. Under CI=true a missing Chromium fails these
-tests; elsewhere they are deselected with a notice (tests/conftest.py).
+(``npm ci --prefix tests/web``), ganache (``npm ci --prefix tests/js``) and
+Chromium (``apt-get install chromium``); ``make test`` provides all four.
+Under CI=true a missing Chromium fails these tests; elsewhere they are
+deselected with a notice (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from client import ParleyClient
 from tests.e2e.conftest import BASE_ENV
 from tests.support import images
 from tests.support.clients import signed_in_client
+from tests.support.ganache import CHAIN_ID, Ganache
 from tests.support.phones import fresh_phone
 from tests.support.server import ROOT, ServerProcess
 
@@ -63,7 +67,16 @@ def require_tools() -> str:
 
 
 @pytest.fixture(scope="module")
-def web_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Path]]:
+def chain() -> Iterator[Ganache]:
+    ganache = Ganache().start()
+    yield ganache
+    ganache.stop()
+
+
+@pytest.fixture(scope="module")
+def web_node(
+    tmp_path_factory: pytest.TempPathFactory, chain: Ganache
+) -> Iterator[tuple[ServerProcess, Path]]:
     """A node of its own (SQLite file, local media) serving web/dist; with its data directory."""
     root = tmp_path_factory.mktemp("web-node")
     node = ServerProcess({}, name="web-node")
@@ -78,6 +91,14 @@ def web_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerP
             "PARLEY_SERVER_PUBLIC_URL": node.url,
             # Short-lived access tokens, so the clients refresh them during the run.
             "PARLEY_AUTH_ACCESS_TOKEN_TTL": "30",
+            # Tips on the local chain: each transaction is mined at once (1 confirmation),
+            # the test mines the second.
+            "PARLEY_ETH_RPC_URL": chain.url,
+            "PARLEY_ETH_CHAIN_ID": str(CHAIN_ID),
+            "PARLEY_ETH_CONFIRMATIONS": "2",
+            "PARLEY_ETH_POLL_SECONDS": "0.2",
+            # Wallets sign in (chain 1) and link from the tip chain.
+            "PARLEY_AUTH_ETHEREUM_CHAIN_IDS": f"1,{CHAIN_ID}",
         }
     )
     node.start()
@@ -86,11 +107,12 @@ def web_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerP
 
 
 class PythonPeer:
-    """The third person (Carol, the SDK) and the node's log, answering drive.mjs."""
+    """The third person (Carol, the SDK), the node's log and the chain, answering drive.mjs."""
 
-    def __init__(self, node: ServerProcess, png: bytes) -> None:
+    def __init__(self, node: ServerProcess, png: bytes, chain: Ganache) -> None:
         self.node = node
         self.png = png
+        self.chain = chain
         self.carol: ParleyClient | None = None
 
     async def answer(self, ask: dict[str, Any]) -> Any:
@@ -99,6 +121,14 @@ class PythonPeer:
             return fresh_phone()
         if question == "sms_code":
             return await asyncio.to_thread(self.node.next_sms_code, ask["phone"])
+        if question == "fund":
+            await asyncio.to_thread(self.chain.fund, ask["address"], int(ask["wei"]))
+            return True
+        if question == "mine":
+            await asyncio.to_thread(self.chain.mine, int(ask["blocks"]))
+            return True
+        if question == "balance":
+            return str(await asyncio.to_thread(self.chain.balance, ask["address"]))
         if question == "carol_start":
             self.carol = await signed_in_client(self.node, ask["nickname"])
             await self.carol.setup_device()
@@ -152,6 +182,8 @@ async def drive(node: ServerProcess, peer: PythonPeer, png_path: Path) -> dict[s
             node.url,
             str(SCREENSHOTS),
             str(png_path),
+            peer.chain.url,
+            str(peer.chain.chain_id),
             cwd=DRIVER_DIR,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -200,14 +232,14 @@ def stored_bytes(root: Path) -> bytes:
 @pytest.mark.chromium
 @pytest.mark.timeout(420)
 async def test_two_browsers_and_the_sdk_chat_encrypted(
-    web_node: tuple[ServerProcess, Path], tmp_path: Path
+    web_node: tuple[ServerProcess, Path], chain: Ganache, tmp_path: Path
 ) -> None:
-    """Two Chromium users and an SDK user chat encrypted; the server stores no plaintext."""
+    """Two Chromium users and an SDK user chat encrypted and tip; the server stores no plaintext."""
     node, data_dir = web_node
     png = images.noisy_photo(900, 600).pngsave_buffer()
     png_path = tmp_path / "beach.png"
     png_path.write_bytes(png)
-    peer = PythonPeer(node, png)
+    peer = PythonPeer(node, png, chain)
     try:
         result = await drive(node, peer, png_path)
     finally:
@@ -220,7 +252,17 @@ async def test_two_browsers_and_the_sdk_chat_encrypted(
     ]
     assert refreshes and all(r.get("status") == 200 for r in refreshes), refreshes[-3:]
     assert len(result["steps"]) >= 14, result["steps"]
-    for name in ("01-sign-in", "04-chat-desktop", "05-chat-mobile", "06-lightbox-mobile"):
+    assert "both saw the tip's progress (tip:updated): mined, 1/2 confirmations" in result["steps"]
+    tip_steps = [s for s in result["steps"] if s.startswith("confirmed after the second block")]
+    assert tip_steps, result["steps"]
+    for name in (
+        "01-sign-in",
+        "04-chat-desktop",
+        "05-chat-mobile",
+        "06-lightbox-mobile",
+        "09-tip-dialog",
+        "10-tip-confirmed-mobile",
+    ):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 1000, name
 
     stored = stored_bytes(data_dir)

@@ -2,10 +2,11 @@
 // two browser users sign up (phone, and an Ethereum wallet), find each other, chat
 // encrypted, send an image, see typing, receipts, unread counts and presence; a third
 // user in Python (the SDK, answered by tests/e2e/test_web.py over stdin/stdout) exchanges
-// encrypted messages and an attachment with them. Also runs the envelope vectors through
-// the client's code in Chromium.
+// encrypted messages and an attachment with them. Alice links a wallet and tips Bob in ETH
+// on a real local chain (ganache): her fake MetaMask signs and broadcasts the transaction.
+// Also runs the envelope vectors through the client's code in Chromium.
 //
-//   node drive.mjs <node url> <screenshot dir> <png path>
+//   node drive.mjs <node url> <screenshot dir> <png path> <chain JSON-RPC url> <chain id>
 //
 // stdout: one JSON object per line: {"ask": ..., "id": n, ...} questions for the Python
 // side (answered on stdin as {"id": n, "answer": ...} or {"id": n, "error": ...}),
@@ -18,9 +19,9 @@ import { chromium } from "playwright-core";
 import { bundleVectors, failures, loadVectors } from "./vectors.mjs";
 import { TestWallet } from "./wallet.mjs";
 
-const [url, shotDir, pngPath] = process.argv.slice(2);
-if (!url || !shotDir || !pngPath) {
-  console.error("usage: node drive.mjs <node url> <screenshot dir> <png path>");
+const [url, shotDir, pngPath, chainUrl, chainId] = process.argv.slice(2);
+if (!url || !shotDir || !pngPath || !chainUrl || !chainId) {
+  console.error("usage: node drive.mjs <node url> <screenshot dir> <png path> <chain JSON-RPC url> <chain id>");
   process.exit(2);
 }
 mkdirSync(shotDir, { recursive: true });
@@ -448,6 +449,8 @@ async function scenario(browser) {
   for (const text of missed) check((await bob.getByRole("log").getByText(text).count()) === 1, `${text} shown once`);
   step("after a reconnect Bob's client synced: the 3 missed messages, once each, no gap");
 
+  await tipScenario({ alice, aliceContext, bob, aliceName, bobName, wallet });
+
   // The node issues 30-second access tokens here: more than that after signing in, a
   // search (people sharing Alice's interests) still works, on a refreshed token of the
   // same session.
@@ -464,6 +467,66 @@ async function scenario(browser) {
   await aliceContext.close();
   await bobContext.close();
   return { aliceId, bobId, carol };
+}
+
+// -- a tip in ETH: Alice links a wallet, her fake MetaMask signs, ganache mines, both see it ------
+async function tipScenario({ alice, aliceContext, bob, aliceName, bobName, wallet }) {
+  const aliceWallet = new TestWallet({ rpcUrl: chainUrl, chainId: Number(chainId) });
+  await ask("fund", { address: aliceWallet.address, wei: String(10n ** 18n) }); // 1 ETH
+  await aliceWallet.install(aliceContext);
+  await alice.reload(); // window.ethereum is installed at page load, as MetaMask's is
+  await alice.locator(".connection.online").waitFor();
+  await openConversation(alice, bobName);
+  await bob.getByRole("button", { name: "Back to chats" }).click();
+  await openConversation(bob, aliceName);
+
+  await alice.getByRole("button", { name: "Tip", exact: true }).click();
+  const dialog = alice.getByRole("dialog", { name: `Tip ${bobName} in ETH` });
+  await dialog.getByRole("button", { name: "Link wallet" }).click();
+  const amount = dialog.getByLabel("Amount (ETH)", { exact: true });
+  await amount.waitFor();
+  check(
+    aliceWallet.signed.length === 1 && aliceWallet.signed[0].includes(aliceWallet.address),
+    `the wallet signed the link challenge for ${aliceWallet.address}: ${aliceWallet.signed}`,
+  );
+  await expectLabelled(alice, "tip dialog");
+
+  // The server's own messages: a malformed amount, then more than the wallet holds.
+  const alert = dialog.getByRole("alert");
+  await amount.fill("1e-2");
+  await dialog.getByRole("button", { name: "Send tip" }).click();
+  await alert.filter({ hasText: "write the amount as a plain decimal number of ETH" }).waitFor();
+  await amount.fill("2");
+  await dialog.getByRole("button", { name: "Send tip" }).click();
+  await alert.filter({ hasText: `insufficient funds: ${aliceWallet.address} holds 1 ETH` }).waitFor();
+  check(aliceWallet.transactions.length === 0, "nothing was sent to the wallet for refused amounts");
+  step("tip dialog: Alice linked her wallet; the server's invalid_amount and insufficient_funds messages shown");
+
+  await amount.fill("0.0123");
+  await shot(alice, "09-tip-dialog");
+  await dialog.getByRole("button", { name: "Send tip" }).click();
+  await dialog.waitFor({ state: "detached" });
+  check(aliceWallet.transactions.length === 1, "the wallet was asked once to send a transaction");
+  const sent = aliceWallet.transactions[0];
+  check(
+    sent.to.toLowerCase() === wallet.address.toLowerCase() && BigInt(sent.value) === 12_300_000_000_000_000n && sent.type === "0x2",
+    `the prepared transaction pays Bob 0.0123 ETH: ${JSON.stringify(sent)}`,
+  );
+  // ganache mines the transaction at once: 1 of the 2 confirmations the node asks for.
+  await alice.getByRole("status").filter({ hasText: "Your tip of 0.0123 ETH: mined, 1/2 confirmations" }).waitFor();
+  await bob.getByRole("status").filter({ hasText: `${aliceName}'s tip of 0.0123 ETH: mined, 1/2 confirmations` }).waitFor();
+  step("both saw the tip's progress (tip:updated): mined, 1/2 confirmations");
+
+  await ask("mine", { blocks: 1 });
+  const hash = aliceWallet.hashes[0];
+  const short = `${hash.slice(0, 8)}…${hash.slice(-6)}`;
+  await alice.getByRole("log").getByText(`You tipped ${bobName} 0.0123 ETH · tx ${short}`).waitFor();
+  await bob.getByRole("log").getByText(`${aliceName} tipped you 0.0123 ETH · tx ${short}`).waitFor();
+  check((await alice.getByRole("status").filter({ hasText: "tip of" }).count()) === 0, "the progress line went away");
+  const received = await ask("balance", { address: wallet.address });
+  check(BigInt(received) === 12_300_000_000_000_000n, `Bob's wallet holds the tip: ${received} wei`);
+  await shot(bob, "10-tip-confirmed-mobile");
+  step("confirmed after the second block: both chats show the tip notice with its transaction; Bob's wallet got 0.0123 ETH");
 }
 
 main().then(

@@ -1,5 +1,6 @@
 import { type KeyboardEvent, useEffect, useLayoutEffect, useRef, useState } from "react";
 import type { AttachmentPart, ChatClient, Conversation, Message, View } from "./chat";
+import { TipButton, TipProgress } from "./TipDialog";
 
 interface Props {
   client: ChatClient;
@@ -87,6 +88,7 @@ export function ConversationView({ client, conversation, onBack }: Props) {
         <span className="lock" title={conversation.mode === "encrypted" ? "End-to-end encrypted" : "Not encrypted"}>
           {conversation.mode === "encrypted" ? "End-to-end encrypted" : "Not encrypted"}
         </span>
+        <TipButton client={client} conversation={conversation} />
       </header>
       <ol className="messages" ref={listRef} onScroll={onScroll} role="log" aria-label={`Messages with ${title}`}>
         {timeline?.hasOlder && (
@@ -106,6 +108,7 @@ export function ConversationView({ client, conversation, onBack }: Props) {
           />
         ))}
       </ol>
+      <TipProgress client={client} conversation={conversation} />
       <Composer client={client} conversation={conversation} />
       {lightbox && <Lightbox client={client} image={lightbox} onClose={() => setLightbox(null)} />}
     </div>

@@ -9,6 +9,7 @@ import { decryptAttachment, encryptAttachment, type AttachmentSecret } from "./c
 import { type DeviceKeys, forgetDevice, loadDevice, makeKeys, registrationBody, saveDevice } from "./crypto/device";
 import { EnvelopeError, decryptEnvelope, encryptEnvelope, type WireEnvelope } from "./crypto/envelope";
 import { makeThumbnail } from "./thumbnail";
+import { shortHash, Tips, type Tip } from "./tips";
 
 const PAGE = 30;
 const TYPING_RESEND_MS = 3000;
@@ -166,8 +167,11 @@ export class ChatClient {
   private timer: number | undefined;
   private closed = false;
 
+  readonly tips: Tips;
+
   constructor(readonly api: Api) {
     this.directory = new KeyDirectory(api);
+    this.tips = new Tips(api, () => this.changed());
   }
 
   subscribe = (listener: () => void): (() => void) => {
@@ -195,6 +199,8 @@ export class ChatClient {
     await this.ensureDevice();
     await this.loadConversations();
     await this.loadRequests();
+    // Tipping is optional: a node without it (or an older one) leaves the rest working.
+    void this.tips.load().catch(() => undefined);
     this.connect();
     this.timer = window.setInterval(() => this.expireTyping(), 1000);
     this.changed();
@@ -294,6 +300,7 @@ export class ChatClient {
       this.notify(`${cardName(r.sender)} wants to chat with you`);
     });
     socket.on("chat_request:updated", (r: ChatRequest) => void this.onRequestUpdated(r));
+    socket.on("tip:updated", (t: Tip) => this.tips.onUpdated(t));
   }
 
   private async emit(event: string, payload: unknown): Promise<Raw> {
@@ -675,6 +682,11 @@ export class ChatClient {
         return `${by} changed the conversation`;
       case "role_changed":
         return `${by} changed a role`;
+      case "tip": {
+        const hash = typeof raw.body.tx_hash === "string" ? ` · tx ${shortHash(raw.body.tx_hash)}` : "";
+        const to = raw.body.to_user_id === this.userId ? "you" : this.displayName(raw.body.to_user_id ?? null);
+        return `${by} tipped ${to} ${raw.body.amount_eth} ETH${hash}`;
+      }
       default:
         return String(raw.body.event ?? "update");
     }
