@@ -1,137 +1,49 @@
-// The signed-in client: device keys, the socket, conversations and their messages.
+// The signed-in client: device keys, the socket, conversations, receipts, typing, presence.
 // UI components read `state` and re-render on `subscribe`; every change goes through here.
+// The rest lives in its own module, each given this client: receiving.ts (live messages
+// and sync), decoding.ts, sending.ts, media.ts, people.ts (search and requests), tips.ts.
 
 import { io, type Socket } from "socket.io-client";
 import { Api, ApiError, describe } from "./api";
 import { KeyDirectory } from "./keys";
-import { fromUtf8, utf8 } from "./crypto/bytes";
-import { decryptAttachment, encryptAttachment, type AttachmentSecret } from "./crypto/attachments";
 import { type DeviceKeys, forgetDevice, loadDevice, makeKeys, registrationBody, saveDevice } from "./crypto/device";
-import { EnvelopeError, decryptEnvelope, encryptEnvelope, type WireEnvelope } from "./crypto/envelope";
-import { makeThumbnail } from "./thumbnail";
-import { shortHash, Tips, type Tip } from "./tips";
+import { Decoder } from "./decoding";
+import { MediaCache } from "./media";
+import {
+  cardName,
+  isVisible,
+  type AttachmentPart,
+  type Card,
+  type ChatRequest,
+  type Conversation,
+  type Message,
+  type Raw,
+  type Receipt,
+  type State,
+  type Timeline,
+  type UserInfo,
+} from "./model";
+import { People } from "./people";
+import { Receiver } from "./receiving";
+import { Sender } from "./sending";
+import { Tips, type Tip } from "./tips";
+
+export type {
+  AttachmentPart,
+  Card,
+  ChatRequest,
+  Conversation,
+  Member,
+  Message,
+  Receipt,
+  State,
+  UserInfo,
+  View,
+} from "./model";
+export { cardName } from "./model";
 
 const PAGE = 30;
 const TYPING_RESEND_MS = 3000;
-const MAX_TEXT_CHARS = 4000;
-const MAX_UPLOAD_BYTES = 25 * 1024 * 1024;
-
-export interface Member {
-  user_id: string;
-  role: string;
-}
-
-export interface Conversation {
-  id: string;
-  kind: "direct" | "group";
-  mode: "encrypted" | "plaintext";
-  title: string;
-  members: Member[];
-  lastSeq: number;
-  readSeq: number;
-  unread: number;
-  preview: string;
-}
-
-export interface AttachmentPart extends AttachmentSecret {
-  media_id: string;
-  size: number;
-  content_type: string;
-  width?: number;
-  height?: number;
-}
-
-export type View =
-  | { type: "decrypting" }
-  | { type: "text"; text: string }
-  | {
-      type: "image";
-      caption: string;
-      name: string;
-      width?: number;
-      height?: number;
-      full: AttachmentPart | { media_id: string; plain: true };
-      thumb?: AttachmentPart | { media_id: string; plain: true };
-      localUrl?: string;
-    }
-  | { type: "system"; text: string }
-  | { type: "deleted" }
-  | { type: "error"; text: string };
-
-export interface Message {
-  id: string;
-  seq: number;
-  senderId: string | null;
-  clientMsgId: string;
-  kind: string;
-  createdAt: string;
-  editedAt: string | null;
-  view: View;
-  status?: "sending" | "failed";
-  error?: string;
-}
-
-interface Timeline {
-  items: Message[];
-  hasOlder: boolean;
-  loaded: boolean;
-  loadingOlder: boolean;
-}
-
-export interface Receipt {
-  delivered: number;
-  read: number;
-}
-
-export interface UserInfo {
-  id: string;
-  code: string;
-  nickname: string;
-}
-
-export interface ChatRequest {
-  id: string;
-  sender: Card;
-  recipient: Card;
-  text: string;
-  mode: string;
-  state: string;
-  conversation_id: string | null;
-}
-
-export interface Card {
-  user_id: string;
-  code: string;
-  nickname: string;
-  first_name: string;
-  last_name: string;
-  interests: string[];
-  shared_interests?: number | null;
-}
-
-export interface State {
-  me: UserInfo | null;
-  connection: "connecting" | "online" | "offline";
-  conversations: Map<string, Conversation>;
-  timelines: Map<string, Timeline>;
-  outbox: Map<string, Message[]>;
-  receipts: Map<string, Map<string, Receipt>>;
-  typing: Map<string, Map<string, number>>; // conversation -> user -> expires (ms)
-  presence: Map<string, { online: boolean; last_seen: number | null }>;
-  users: Map<string, UserInfo>;
-  incoming: ChatRequest[];
-  outgoing: ChatRequest[];
-  notice: string | null;
-  error: string | null;
-  active: string | null;
-}
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Raw = any;
-
-function randomId(): string {
-  return crypto.randomUUID().replace(/-/g, "");
-}
 
 export class ChatClient {
   readonly state: State = {
@@ -153,20 +65,19 @@ export class ChatClient {
   version = 0;
   private listeners = new Set<() => void>();
   private socket: Socket | null = null;
-  private device: DeviceKeys | null = null;
-  private directory: KeyDirectory;
-  // Newest seq held with nothing missing before it, per conversation (what sync starts from).
-  private positions = new Map<string, number>();
-  private seen = new Set<string>();
-  private localViews = new Map<string, View>(); // by client_msg_id, for this device's own sends
-  private syncing: Promise<void> | null = null;
-  private syncAgain = false;
+  // For the modules below (not for the UI): this device's keys and the key directory.
+  device: DeviceKeys | null = null;
+  readonly directory: KeyDirectory;
   private typingSent = new Map<string, number>();
   private userFetches = new Map<string, Promise<UserInfo>>();
-  private mediaUrls = new Map<string, Promise<string>>();
   private timer: number | undefined;
-  private closed = false;
+  closed = false;
 
+  readonly receiver = new Receiver(this);
+  readonly decoder = new Decoder(this);
+  readonly sending = new Sender(this);
+  readonly media = new MediaCache(this);
+  readonly people = new People(this);
   readonly tips: Tips;
 
   constructor(readonly api: Api) {
@@ -181,7 +92,7 @@ export class ChatClient {
 
   getVersion = (): number => this.version;
 
-  private changed(): void {
+  changed(): void {
     this.version++;
     for (const listener of this.listeners) listener();
   }
@@ -198,7 +109,7 @@ export class ChatClient {
     this.state.users.set(me.id, this.state.me);
     await this.ensureDevice();
     await this.loadConversations();
-    await this.loadRequests();
+    await this.people.loadRequests();
     // Tipping is optional: a node without it (or an older one) leaves the rest working.
     void this.tips.load().catch(() => undefined);
     this.connect();
@@ -211,7 +122,7 @@ export class ChatClient {
     window.clearInterval(this.timer);
     this.socket?.disconnect();
     this.socket = null;
-    for (const url of this.mediaUrls.values()) void url.then((u) => URL.revokeObjectURL(u));
+    this.media.revokeAll();
   }
 
   /** This browser's device keys: from IndexedDB when still registered, else new ones. */
@@ -255,7 +166,7 @@ export class ChatClient {
       this.state.connection = "online";
       this.state.error = null;
       this.changed();
-      void this.sync(); // whatever arrived while the socket was away
+      void this.receiver.sync(); // whatever arrived while the socket was away
     });
     socket.on("disconnect", (reason) => {
       this.state.connection = "offline";
@@ -283,7 +194,7 @@ export class ChatClient {
         window.setTimeout(() => socket.connect(), 2000);
       }
     });
-    socket.on("message:new", (m: Raw) => void this.onMessage(m));
+    socket.on("message:new", (m: Raw) => void this.receiver.onMessage(m));
     socket.on("receipt:updated", (r: Raw) => this.onReceipt(r));
     socket.on("typing", (t: Raw) => this.onTyping(t));
     socket.on("presence:updated", (p: Raw) => {
@@ -299,11 +210,11 @@ export class ChatClient {
       this.state.incoming = [r, ...this.state.incoming.filter((x) => x.id !== r.id)];
       this.notify(`${cardName(r.sender)} wants to chat with you`);
     });
-    socket.on("chat_request:updated", (r: ChatRequest) => void this.onRequestUpdated(r));
+    socket.on("chat_request:updated", (r: ChatRequest) => void this.people.onRequestUpdated(r));
     socket.on("tip:updated", (t: Tip) => this.tips.onUpdated(t));
   }
 
-  private async emit(event: string, payload: unknown): Promise<Raw> {
+  async emit(event: string, payload: unknown): Promise<Raw> {
     const socket = this.socket;
     if (socket === null || !socket.connected) {
       throw new ApiError(0, "offline", "Not connected to the server; trying again shortly.");
@@ -406,7 +317,7 @@ export class ChatClient {
       preview: existing?.preview ?? "",
     };
     this.state.conversations.set(raw.id, conversation);
-    if (!this.positions.has(raw.id)) this.positions.set(raw.id, raw.last_seq);
+    if (!this.receiver.positions.has(raw.id)) this.receiver.positions.set(raw.id, raw.last_seq);
     for (const m of conversation.members) this.user(m.user_id);
     return conversation;
   }
@@ -422,7 +333,7 @@ export class ChatClient {
     void this.loadPresence(partners).catch(() => undefined);
   }
 
-  private async fetchConversation(id: string): Promise<Conversation> {
+  async fetchConversation(id: string): Promise<Conversation> {
     const conversation = this.adopt(await this.api.call("GET", `/v1/conversations/${id}`));
     const partner = this.partner(conversation);
     if (partner) void this.loadPresence([partner]).catch(() => undefined);
@@ -451,13 +362,13 @@ export class ChatClient {
       timeline.items = timeline.items.filter((m) => m.seq >= first);
       timeline.hasOlder = page.has_more;
       timeline.loaded = true;
-      for (const m of page.messages) this.place(m);
+      for (const m of page.messages) this.receiver.place(m);
       this.changed();
     }
     this.markRead(id);
   }
 
-  private timeline(id: string): Timeline {
+  timeline(id: string): Timeline {
     let timeline = this.state.timelines.get(id);
     if (timeline === undefined) {
       timeline = { items: [], hasOlder: true, loaded: false, loadingOlder: false };
@@ -477,7 +388,7 @@ export class ChatClient {
         query: { before_seq: timeline.items[0].seq, limit: PAGE },
       });
       timeline.hasOlder = page.has_more;
-      for (const m of page.messages) this.place(m);
+      for (const m of page.messages) this.receiver.place(m);
     } finally {
       timeline.loadingOlder = false;
       this.changed();
@@ -511,237 +422,7 @@ export class ChatClient {
     return [...people];
   }
 
-  // -- receiving ------------------------------------------------------------------
-
-  private async onMessage(raw: Raw): Promise<void> {
-    const id = raw.conversation_id as string;
-    if (!this.state.conversations.has(id)) {
-      try {
-        await this.fetchConversation(id);
-      } catch {
-        return;
-      }
-    }
-    const gap = this.accept(raw);
-    if (gap) void this.sync();
-  }
-
-  /** A message from the socket or a sync: placed once, positions moved. True on a gap. */
-  private accept(raw: Raw): boolean {
-    const id = raw.conversation_id as string;
-    const conversation = this.state.conversations.get(id);
-    if (conversation === undefined) return false;
-    const position = this.positions.get(id) ?? 0;
-    let gap = false;
-    if (raw.seq === position + 1) this.positions.set(id, raw.seq);
-    else if (raw.seq > position + 1) gap = true;
-    if (this.seen.has(raw.id)) return gap;
-    const fresh = raw.seq > conversation.lastSeq;
-    conversation.lastSeq = Math.max(conversation.lastSeq, raw.seq);
-    const mine = raw.sender_id === this.userId;
-    if (fresh && !mine && raw.sender_id !== null && raw.seq > conversation.readSeq && isVisible(raw.kind)) {
-      conversation.unread += 1;
-    }
-    if (mine) {
-      // This device's send (or another device's): drop the pending copy.
-      const outbox = this.state.outbox.get(id);
-      if (outbox) this.state.outbox.set(id, outbox.filter((m) => m.clientMsgId !== raw.client_msg_id));
-    }
-    this.place(raw);
-    if (!mine && raw.sender_id !== null) {
-      const typing = this.state.typing.get(id);
-      typing?.delete(raw.sender_id);
-      if (this.state.active === id && document.visibilityState === "visible") this.markRead(id);
-      else void this.emit("receipt", { conversation_id: id, seq: raw.seq, kind: "delivered" }).catch(() => undefined);
-    }
-    this.changed();
-    return gap;
-  }
-
-  /** Insert in seq order (or apply an edit/delete to its target). */
-  private place(raw: Raw): void {
-    if (this.seen.has(raw.id)) return;
-    this.seen.add(raw.id);
-    const id = raw.conversation_id as string;
-    const timeline = this.timeline(id);
-    if (raw.kind === "edit" || raw.kind === "delete") {
-      const target = timeline.items.find((m) => m.id === raw.body.target);
-      if (target) {
-        if (raw.kind === "delete") target.view = { type: "deleted" };
-        else {
-          target.editedAt = raw.created_at;
-          void this.decode({ ...raw, kind: raw.body.kind, body: raw.body.body, sender_id: raw.sender_id }).then((view) => {
-            target.view = view;
-            this.changed();
-          });
-        }
-      }
-      return;
-    }
-    const message: Message = {
-      id: raw.id,
-      seq: raw.seq,
-      senderId: raw.sender_id,
-      clientMsgId: raw.client_msg_id,
-      kind: raw.kind,
-      createdAt: raw.created_at,
-      editedAt: raw.edited_at,
-      view: { type: "decrypting" },
-    };
-    const local = raw.sender_id === this.userId ? this.localViews.get(raw.client_msg_id) : undefined;
-    if (raw.deleted_at) message.view = { type: "deleted" };
-    else if (local) message.view = local;
-    else {
-      void this.decode(raw).then((view) => {
-        message.view = view;
-        const conversation = this.state.conversations.get(id);
-        if (conversation && timeline.items.at(-1) === message) conversation.preview = preview(view);
-        this.changed();
-      });
-    }
-    const items = timeline.items;
-    let at = items.length;
-    while (at > 0 && items[at - 1].seq > message.seq) at--;
-    items.splice(at, 0, message);
-    const conversation = this.state.conversations.get(id);
-    if (conversation && at === items.length - 1) conversation.preview = preview(message.view);
-  }
-
-  /** What a stored message shows: decrypted and verified for envelopes. */
-  private async decode(raw: Raw): Promise<View> {
-    try {
-      switch (raw.kind) {
-        case "text":
-          return { type: "text", text: String(raw.body.text) };
-        case "image":
-          return {
-            type: "image",
-            caption: raw.body.caption ?? "",
-            name: "image",
-            full: { media_id: raw.body.media_id, plain: true },
-            thumb: { media_id: raw.body.media_id, plain: true },
-          };
-        case "system":
-          return { type: "system", text: this.systemText(raw) };
-        case "envelope":
-          return await this.openEnvelope(raw);
-        default:
-          return { type: "error", text: `Unsupported message (${raw.kind})` };
-      }
-    } catch (err) {
-      const reason = err instanceof EnvelopeError ? `${err.code}: ${err.message}` : describe(err);
-      return { type: "error", text: `Could not open this message (${reason})` };
-    }
-  }
-
-  private async openEnvelope(raw: Raw): Promise<View> {
-    const envelope = raw.body as WireEnvelope;
-    const header = envelope?.header;
-    // The signature covers these, but only a client that compares them notices a moved envelope.
-    if (header?.conversation_id !== raw.conversation_id || header?.sender_user_id !== raw.sender_id) {
-      throw new Error("the envelope does not belong to this conversation and sender");
-    }
-    const sender = await this.directory.device(raw.sender_id, header.sender_device_id);
-    if (sender === undefined) throw new Error("the sending device is not certified");
-    const device = this.device!;
-    const { payload } = await decryptEnvelope(envelope, {
-      deviceId: device.deviceId,
-      agreementPrivate: device.agreementPrivate,
-      agreementPublic: device.agreementPublic,
-      senderSigningKey: sender.signingKey,
-    });
-    const data = JSON.parse(fromUtf8(payload));
-    if (data?.type === "attachment" && data.attachment) {
-      const a = data.attachment;
-      return {
-        type: "image",
-        caption: typeof data.text === "string" ? data.text : "",
-        name: String(a.name ?? ""),
-        width: a.width,
-        height: a.height,
-        full: a,
-        thumb: a.thumbnail,
-      };
-    }
-    if (typeof data?.text === "string") return { type: "text", text: data.text };
-    return { type: "error", text: "Unsupported encrypted message" };
-  }
-
-  private systemText(raw: Raw): string {
-    const by = this.displayName(raw.body.by ?? null);
-    switch (raw.body.event) {
-      case "created":
-        return `${by} created this conversation`;
-      case "members_added":
-        return `${by} added ${(raw.body.user_ids ?? raw.body.members ?? []).map((u: string) => this.displayName(u)).join(", ") || "members"}`;
-      case "member_removed":
-        return `${by} removed a member`;
-      case "member_left":
-        return `${by} left`;
-      case "updated":
-        return `${by} changed the conversation`;
-      case "role_changed":
-        return `${by} changed a role`;
-      case "tip": {
-        const hash = typeof raw.body.tx_hash === "string" ? ` · tx ${shortHash(raw.body.tx_hash)}` : "";
-        const to = raw.body.to_user_id === this.userId ? "you" : this.displayName(raw.body.to_user_id ?? null);
-        return `${by} tipped ${to} ${raw.body.amount_eth} ETH${hash}`;
-      }
-      default:
-        return String(raw.body.event ?? "update");
-    }
-  }
-
-  /** Fetch everything after the positions held (reconnects, gaps): no gaps, no repeats. */
-  sync(): Promise<void> {
-    if (this.syncing) {
-      this.syncAgain = true;
-      return this.syncing;
-    }
-    this.syncing = (async () => {
-      try {
-        do {
-          this.syncAgain = false;
-          await this.syncOnce();
-        } while (this.syncAgain);
-      } catch (err) {
-        if (!this.closed) this.fail(err);
-      } finally {
-        this.syncing = null;
-      }
-    })();
-    return this.syncing;
-  }
-
-  private async syncOnce(): Promise<void> {
-    let more = true;
-    while (more) {
-      more = false;
-      let cursor: string | null = null;
-      do {
-        const positions = Object.fromEntries(this.positions);
-        const page: Raw = await this.api.call("POST", "/v1/sync", { json: { positions, cursor, limit: 100 } });
-        for (const entry of page.conversations) {
-          const id = entry.conversation_id as string;
-          const known = this.positions.has(id);
-          if (!this.state.conversations.has(id)) await this.fetchConversation(id);
-          if (!known && entry.messages.length) {
-            // A conversation new to this client: its newest page, positioned at its end.
-            this.positions.set(id, entry.messages[0].seq - 1);
-          }
-          for (const m of entry.messages) this.accept(m);
-          if (known && entry.has_more) more = true;
-        }
-        for (const id of page.removed) {
-          this.state.conversations.delete(id);
-          this.positions.delete(id);
-          if (this.state.active === id) this.state.active = null;
-        }
-        cursor = page.next_cursor;
-      } while (cursor);
-    }
-    this.changed();
-  }
+  // -- receipts -------------------------------------------------------------------
 
   private onReceipt(r: Raw): void {
     let map = this.state.receipts.get(r.conversation_id);
@@ -835,286 +516,47 @@ export class ChatClient {
     void this.emit("typing:update", { conversation_id: id, state: active ? "start" : "stop" }).catch(() => undefined);
   }
 
-  // -- sending ---------------------------------------------------------------------------
+  // -- what the UI calls, done by the modules ----------------------------------------------
 
-  private pending(id: string, clientMsgId: string, view: View): Message {
-    const message: Message = {
-      id: `local:${clientMsgId}`,
-      seq: Number.MAX_SAFE_INTEGER,
-      senderId: this.userId,
-      clientMsgId,
-      kind: "pending",
-      createdAt: new Date().toISOString(),
-      editedAt: null,
-      view,
-      status: "sending",
-    };
-    this.localViews.set(clientMsgId, view);
-    this.state.outbox.set(id, [...(this.state.outbox.get(id) ?? []), message]);
-    this.changed();
-    return message;
+  /** Fetch everything after the positions held (reconnects, gaps): no gaps, no repeats. */
+  sync(): Promise<void> {
+    return this.receiver.sync();
   }
 
-  async sendText(id: string, text: string): Promise<void> {
-    const trimmed = text.trim();
-    if (!trimmed) return;
-    if ([...trimmed].length > MAX_TEXT_CHARS) {
-      this.fail(new Error(`A message can hold at most ${MAX_TEXT_CHARS} characters.`));
-      return;
-    }
-    this.typing(id, false);
-    const clientMsgId = randomId();
-    const message = this.pending(id, clientMsgId, { type: "text", text: trimmed });
-    await this.deliver(id, message, async () => {
-      const conversation = this.state.conversations.get(id)!;
-      if (conversation.mode === "plaintext") return { kind: "text", body: { text: trimmed } };
-      return { kind: "envelope", body: await this.seal(id, clientMsgId, { text: trimmed }) };
-    });
+  sendText(id: string, text: string): Promise<void> {
+    return this.sending.sendText(id, text);
   }
 
-  async sendImage(id: string, file: File, caption: string): Promise<void> {
-    if (!file.type.startsWith("image/")) {
-      this.fail(new Error(`${file.name} is not an image.`));
-      return;
-    }
-    if (file.size > MAX_UPLOAD_BYTES) {
-      this.fail(new Error(`${file.name} is larger than 25 MB.`));
-      return;
-    }
-    const clientMsgId = randomId();
-    const localUrl = URL.createObjectURL(file);
-    const conversation = this.state.conversations.get(id)!;
-    const view: View = {
-      type: "image",
-      caption: caption.trim(),
-      name: file.name,
-      full: { media_id: "", plain: true },
-      localUrl,
-    };
-    const message = this.pending(id, clientMsgId, view);
-    await this.deliver(id, message, async () => {
-      if (conversation.mode === "plaintext") {
-        const media = await this.api.call("POST", "/v1/media", { body: file });
-        return { kind: "image", body: { media_id: media.id, caption: caption.trim() } };
-      }
-      const bytes = new Uint8Array(await file.arrayBuffer());
-      const thumb = await makeThumbnail(file);
-      const full = await this.uploadBlob(id, bytes);
-      const descriptor: Raw = {
-        v: 1,
-        media_id: full.media_id,
-        key: full.key,
-        sha256: full.sha256,
-        size: bytes.length,
-        content_type: file.type,
-        name: file.name,
-        width: thumb.sourceWidth,
-        height: thumb.sourceHeight,
-      };
-      const t = await this.uploadBlob(id, thumb.bytes);
-      descriptor.thumbnail = {
-        media_id: t.media_id,
-        key: t.key,
-        sha256: t.sha256,
-        size: thumb.bytes.length,
-        content_type: "image/webp",
-        width: thumb.width,
-        height: thumb.height,
-      };
-      const payload = { type: "attachment", text: caption.trim(), attachment: descriptor };
-      return { kind: "envelope", body: await this.seal(id, clientMsgId, payload) };
-    });
+  sendImage(id: string, file: File, caption: string): Promise<void> {
+    return this.sending.sendImage(id, file, caption);
   }
 
-  private async uploadBlob(id: string, bytes: Uint8Array<ArrayBuffer>): Promise<{ media_id: string } & AttachmentSecret> {
-    const { blob, secret } = await encryptAttachment(bytes);
-    const media = await this.api.call("POST", "/v1/media/blobs", {
-      query: { conversation_id: id },
-      body: blob,
-    });
-    return { media_id: media.id, ...secret };
-  }
-
-  /** Encrypt a JSON payload to every active device of every member (this one included). */
-  private async seal(id: string, clientMsgId: string, payload: unknown): Promise<WireEnvelope> {
-    const conversation = this.state.conversations.get(id)!;
-    const keys = await this.directory.devices(conversation.members.map((m) => m.user_id));
-    const recipients = [...keys.values()]
-      .flat()
-      .filter((e) => !e.revoked)
-      .map((e) => ({ deviceId: e.deviceId, agreementKey: e.agreementKey }));
-    const device = this.device!;
-    return encryptEnvelope({
-      payload: utf8(JSON.stringify(payload)),
-      conversationId: id,
-      senderUserId: this.userId,
-      senderDeviceId: device.deviceId,
-      clientMsgId,
-      createdAt: Date.now(),
-      contentType: "application/json",
-      signingKey: device.signingPrivate,
-      recipients,
-    });
-  }
-
-  private async deliver(
-    id: string,
-    message: Message,
-    build: () => Promise<{ kind: string; body: unknown }>,
-  ): Promise<void> {
-    message.status = "sending";
-    message.error = undefined;
-    this.changed();
-    try {
-      let ack: Raw;
-      for (let attempt = 0; ; attempt++) {
-        const { kind, body } = await build();
-        try {
-          ack = await this.emit("message:send", {
-            conversation_id: id,
-            client_msg_id: message.clientMsgId,
-            kind,
-            body,
-          });
-          break;
-        } catch (err) {
-          if (attempt > 0 || !(err instanceof ApiError) || err.code !== "recipient_mismatch") throw err;
-          // Someone's devices changed since the keys were fetched: fetch again and re-encrypt.
-          this.directory.forget();
-          await this.fetchConversation(id);
-        }
-      }
-      this.accept(ack);
-      this.markRead(id);
-    } catch (err) {
-      message.status = "failed";
-      message.error = describe(err);
-      this.changed();
-    }
-  }
-
-  /** Send a failed message again with the same client_msg_id (the server de-duplicates). */
   retry(id: string, message: Message): void {
-    const view = message.view;
-    if (view.type === "text") {
-      const outbox = this.state.outbox.get(id) ?? [];
-      this.state.outbox.set(id, outbox.filter((m) => m !== message));
-      const again = this.pending(id, message.clientMsgId, view);
-      void this.deliver(id, again, async () => {
-        const conversation = this.state.conversations.get(id)!;
-        if (conversation.mode === "plaintext") return { kind: "text", body: { text: view.text } };
-        return { kind: "envelope", body: await this.seal(id, message.clientMsgId, { text: view.text }) };
-      });
-    }
+    this.sending.retry(id, message);
   }
 
   discard(id: string, message: Message): void {
-    this.state.outbox.set(id, (this.state.outbox.get(id) ?? []).filter((m) => m !== message));
-    this.changed();
+    this.sending.discard(id, message);
   }
 
-  // -- media ---------------------------------------------------------------------------------
-
-  /** An object URL of an image part (decrypted and hash-checked when encrypted). */
   mediaUrl(part: AttachmentPart | { media_id: string; plain: true }, variant: "thumb" | "full"): Promise<string> {
-    const key = `${part.media_id}:${variant}`;
-    let url = this.mediaUrls.get(key);
-    if (url === undefined) {
-      url = (async () => {
-        if ("plain" in part) {
-          const bytes = await this.api.bytes(`/v1/media/${part.media_id}/${variant === "thumb" ? "320" : "full"}`);
-          return URL.createObjectURL(new Blob([bytes], { type: "image/webp" }));
-        }
-        const blob = await this.api.bytes(`/v1/media/${part.media_id}/blob`);
-        const plain = await decryptAttachment(blob, part);
-        return URL.createObjectURL(new Blob([plain], { type: part.content_type }));
-      })();
-      url.catch(() => this.mediaUrls.delete(key));
-      this.mediaUrls.set(key, url);
-    }
-    return url;
+    return this.media.mediaUrl(part, variant);
   }
 
-  // -- people and requests ------------------------------------------------------------------------
-
-  async search(q: string, interests: string[]): Promise<Card[]> {
-    const answer = await this.api.call("GET", "/v1/users/search", {
-      query: { q: q.trim() || undefined, interests: interests.join(",") || undefined, limit: 20 },
-    });
-    return answer.people;
+  search(q: string, interests: string[]): Promise<Card[]> {
+    return this.people.search(q, interests);
   }
 
-  private async loadRequests(): Promise<void> {
-    const [incoming, outgoing] = await Promise.all([
-      this.api.call("GET", "/v1/chat-requests", { query: { box: "incoming", state: "pending" } }),
-      this.api.call("GET", "/v1/chat-requests", { query: { box: "outgoing", state: "pending" } }),
-    ]);
-    this.state.incoming = incoming.requests;
-    this.state.outgoing = outgoing.requests;
+  requestChat(userId: string, text: string): Promise<void> {
+    return this.people.requestChat(userId, text);
   }
 
-  async requestChat(userId: string, text: string): Promise<void> {
-    const request = await this.api.call("POST", "/v1/chat-requests", { json: { user_id: userId, text, mode: "encrypted" } });
-    this.state.outgoing = [request, ...this.state.outgoing];
-    this.notify(`Chat request sent to ${cardName(request.recipient)}`);
+  answerRequest(id: string, accept: boolean): Promise<string | null> {
+    return this.people.answerRequest(id, accept);
   }
 
-  /** Accept or decline; the conversation an acceptance opens. */
-  async answerRequest(id: string, accept: boolean): Promise<string | null> {
-    const request = await this.api.call("POST", `/v1/chat-requests/${id}/${accept ? "accept" : "decline"}`);
-    this.state.incoming = this.state.incoming.filter((r) => r.id !== id);
-    this.changed();
-    if (accept && request.conversation_id) {
-      await this.fetchConversation(request.conversation_id);
-      return request.conversation_id;
-    }
-    return null;
-  }
-
-  async cancelRequest(id: string): Promise<void> {
-    await this.api.call("DELETE", `/v1/chat-requests/${id}`);
-    this.state.outgoing = this.state.outgoing.filter((r) => r.id !== id);
-    this.changed();
-  }
-
-  private async onRequestUpdated(r: ChatRequest): Promise<void> {
-    this.state.incoming = this.state.incoming.filter((x) => x.id !== r.id);
-    this.state.outgoing = this.state.outgoing.filter((x) => x.id !== r.id);
-    if (r.sender.user_id === this.userId) {
-      if (r.state === "accepted" && r.conversation_id) {
-        await this.fetchConversation(r.conversation_id).catch(() => undefined);
-        this.notify(`${cardName(r.recipient)} accepted your chat request`);
-      } else if (r.state === "declined") {
-        this.notify(`${cardName(r.recipient)} declined your chat request`);
-      }
-    }
-    this.changed();
-  }
-}
-
-function isVisible(kind: string): boolean {
-  return kind !== "system" && kind !== "edit" && kind !== "delete";
-}
-
-export function cardName(card: Card): string {
-  const full = [card.first_name, card.last_name].filter(Boolean).join(" ");
-  return card.nickname || full || card.code;
-}
-
-function preview(view: View): string {
-  switch (view.type) {
-    case "text":
-      return view.text.slice(0, 80);
-    case "image":
-      return view.caption ? `Photo: ${view.caption.slice(0, 60)}` : "Photo";
-    case "system":
-      return view.text;
-    case "deleted":
-      return "Message deleted";
-    case "error":
-      return "Message could not be opened";
-    default:
-      return "…";
+  cancelRequest(id: string): Promise<void> {
+    return this.people.cancelRequest(id);
   }
 }
 
