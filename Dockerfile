@@ -7,10 +7,26 @@
 #   docker run --rm parley migrate                       # any `parley` subcommand
 #
 # Configuration is PARLEY_* environment variables only (see config/settings.py).
-# Both stages use the same base image so the venv's interpreter path
-# (/usr/local/bin/python3.11) exists in the runtime stage.
+# Both Python stages use the same base image so the venv's interpreter path
+# (/usr/local/bin/python3.11) exists in the runtime stage. The web client is
+# built in a Node stage; only its static files reach the image.
 
 ARG PYTHON_IMAGE=python:3.11-slim
+ARG NODE_IMAGE=node:22-slim
+
+# --------------------------------------------------------------------------
+# web: the browser client (web/, TypeScript + Vite) built to /web/dist.
+# --------------------------------------------------------------------------
+FROM ${NODE_IMAGE} AS web
+
+WORKDIR /web
+
+# Dependencies first: this layer is rebuilt only when the lock file changes.
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
+COPY web/ ./
+RUN npm run build
 
 # --------------------------------------------------------------------------
 # builder: resolve nothing, install exactly what requirements.lock pins.
@@ -35,7 +51,7 @@ COPY . .
 RUN pip install --no-deps .
 
 # --------------------------------------------------------------------------
-# runtime: the venv, a non-root user, nothing else.
+# runtime: the venv, the built web client, a non-root user, nothing else.
 # --------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
@@ -43,7 +59,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PARLEY_SERVER_HOST=0.0.0.0 \
-    PARLEY_SERVER_PORT=8000
+    PARLEY_SERVER_PORT=8000 \
+    PARLEY_SERVER_WEB_DIR=/app/web
 
 # Fixed uid/gid so volume ownership is predictable across rebuilds and hosts.
 RUN groupadd --system --gid 10001 parley \
@@ -61,6 +78,9 @@ RUN mkdir -p /app/var/keys /app/var/media \
     && chmod 0700 /app/var/keys \
     && chown -R parley:parley /app
 VOLUME ["/app/var"]
+
+# The web client, served at / (owned by root: the server only reads it).
+COPY --from=web /web/dist /app/web
 
 USER 10001:10001
 
