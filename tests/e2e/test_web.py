@@ -255,6 +255,15 @@ async def test_two_browsers_and_the_sdk_chat_encrypted(
     assert "both saw the tip's progress (tip:updated): mined, 1/2 confirmations" in result["steps"]
     tip_steps = [s for s in result["steps"] if s.startswith("confirmed after the second block")]
     assert tip_steps, result["steps"]
+    assert any("recipient_no_wallet" in s for s in result["steps"]), result["steps"]
+    # The browser handed the node the wallet's hash once, and it was taken.
+    submits = [
+        r
+        for r in node.records
+        if str(r.get("message")).startswith("POST /v1/tips/")
+        and str(r.get("message")).split()[1].endswith("/submit")
+    ]
+    assert [r.get("status") for r in submits] == [200], submits
     for name in (
         "01-sign-in",
         "04-chat-desktop",

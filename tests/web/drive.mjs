@@ -449,7 +449,7 @@ async function scenario(browser) {
   for (const text of missed) check((await bob.getByRole("log").getByText(text).count()) === 1, `${text} shown once`);
   step("after a reconnect Bob's client synced: the 3 missed messages, once each, no gap");
 
-  await tipScenario({ alice, aliceContext, bob, aliceName, bobName, wallet });
+  await tipScenario({ alice, aliceContext, bob, aliceName, bobName, wallet, groupTitle, carolName: `Carol ${run}` });
 
   // The node issues 30-second access tokens here: more than that after signing in, a
   // search (people sharing Alice's interests) still works, on a refreshed token of the
@@ -470,7 +470,7 @@ async function scenario(browser) {
 }
 
 // -- a tip in ETH: Alice links a wallet, her fake MetaMask signs, ganache mines, both see it ------
-async function tipScenario({ alice, aliceContext, bob, aliceName, bobName, wallet }) {
+async function tipScenario({ alice, aliceContext, bob, aliceName, bobName, wallet, groupTitle, carolName }) {
   const aliceWallet = new TestWallet({ rpcUrl: chainUrl, chainId: Number(chainId) });
   await ask("fund", { address: aliceWallet.address, wei: String(10n ** 18n) }); // 1 ETH
   await aliceWallet.install(aliceContext);
@@ -527,6 +527,20 @@ async function tipScenario({ alice, aliceContext, bob, aliceName, bobName, walle
   check(BigInt(received) === 12_300_000_000_000_000n, `Bob's wallet holds the tip: ${received} wei`);
   await shot(bob, "10-tip-confirmed-mobile");
   step("confirmed after the second block: both chats show the tip notice with its transaction; Bob's wallet got 0.0123 ETH");
+
+  // In a group the dialog asks whom to tip; Carol (the SDK) has no wallet: the server says so.
+  await openConversation(alice, groupTitle);
+  await alice.getByRole("button", { name: "Tip", exact: true }).click();
+  const groupDialog = alice.getByRole("dialog", { name: "Tip a member in ETH" });
+  await groupDialog.getByLabel("To", { exact: true }).selectOption({ label: carolName });
+  await groupDialog.getByLabel("Amount (ETH)", { exact: true }).fill("0.01");
+  await groupDialog.getByRole("button", { name: "Send tip" }).click();
+  await groupDialog.getByRole("alert").filter({ hasText: "the recipient has not linked an Ethereum wallet" }).waitFor();
+  await expectLabelled(alice, "group tip dialog");
+  await alice.keyboard.press("Escape");
+  await groupDialog.waitFor({ state: "detached" });
+  check(aliceWallet.transactions.length === 1, "no transaction for a refused tip");
+  step("a group member without a wallet: the server's recipient_no_wallet message in the dialog");
 }
 
 main().then(

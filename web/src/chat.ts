@@ -167,6 +167,7 @@ export class ChatClient {
       this.state.error = null;
       this.changed();
       void this.receiver.sync(); // whatever arrived while the socket was away
+      void this.tips.refresh().catch(() => undefined);
     });
     socket.on("disconnect", (reason) => {
       this.state.connection = "offline";

@@ -23,6 +23,7 @@ export interface Tip {
   confirmations: number;
   confirmations_required: number;
   reason: string | null;
+  created_at: string;
 }
 
 // The amount goes to the server as the person typed it (a decimal string, never a float):
@@ -48,7 +49,7 @@ export class Tips {
     this.wallets = (identities.identities as { kind: string; display: string }[])
       .filter((i) => i.kind === "ethereum")
       .map((i) => i.display);
-    this.changed();
+    await this.refresh();
   }
 
   /** Tipping is offered when the server has it on and the browser has a wallet. */
@@ -66,6 +67,16 @@ export class Tips {
     this.changed();
   }
 
+  /** After a reconnect: the tips still under way, as they are now (tip:updated missed meanwhile). */
+  async refresh(): Promise<void> {
+    if (!this.config?.enabled) return;
+    const boxes = await Promise.all(
+      ["sent", "received"].map((box) => this.api.call("GET", "/v1/tips", { query: { box, limit: 20 } })),
+    );
+    for (const answer of boxes) for (const tip of answer.tips as Tip[]) this.byId.set(tip.id, tip);
+    this.changed();
+  }
+
   onUpdated(tip: Tip): void {
     this.byId.set(tip.id, tip);
     this.changed();
@@ -75,7 +86,7 @@ export class Tips {
   latestIn(conversationId: string): Tip | undefined {
     let latest: Tip | undefined;
     for (const tip of this.byId.values()) {
-      if (tip.conversation_id === conversationId) latest = tip;
+      if (tip.conversation_id === conversationId && (!latest || tip.created_at >= latest.created_at)) latest = tip;
     }
     return latest;
   }
