@@ -1,6 +1,7 @@
 import { type KeyboardEvent, useEffect, useLayoutEffect, useRef, useState } from "react";
 import type { AttachmentPart, ChatClient, Conversation, Message, View } from "./chat";
 import { TipButton, TipProgress } from "./TipDialog";
+import { shortHash } from "./tips";
 
 interface Props {
   client: ChatClient;
@@ -127,6 +128,15 @@ function MessageItem({
   onOpenImage: (view: Extract<View, { type: "image" }>) => void;
 }) {
   const view = message.view;
+  if (view.type === "tip") {
+    const to = view.to === client.state.me?.id ? "you" : client.displayName(view.to);
+    return (
+      <li className="system tip" data-seq={message.seq}>
+        {client.displayName(view.by)} tipped {to} {view.amountEth} ETH
+        {view.txHash && <span title={view.txHash}> · tx {shortHash(view.txHash)}</span>}
+      </li>
+    );
+  }
   if (view.type === "system") {
     return (
       <li className="system" data-seq={message.seq}>

@@ -5,7 +5,6 @@ import type { ChatClient } from "./chat";
 import { fromUtf8 } from "./crypto/bytes";
 import { EnvelopeError, decryptEnvelope, type WireEnvelope } from "./crypto/envelope";
 import type { Raw, View } from "./model";
-import { shortHash } from "./tips";
 
 /** Stored messages into views: plaintext kinds, envelopes (verified and opened), system events. */
 export class Decoder {
@@ -26,6 +25,15 @@ export class Decoder {
             thumb: { media_id: raw.body.media_id, plain: true },
           };
         case "system":
+          if (raw.body.event === "tip") {
+            return {
+              type: "tip",
+              by: raw.body.by ?? null,
+              to: raw.body.to_user_id ?? null,
+              amountEth: String(raw.body.amount_eth),
+              txHash: typeof raw.body.tx_hash === "string" ? raw.body.tx_hash : null,
+            };
+          }
           return { type: "system", text: this.systemText(raw) };
         case "envelope":
           return await this.openEnvelope(raw);
@@ -86,11 +94,6 @@ export class Decoder {
         return `${by} changed the conversation`;
       case "role_changed":
         return `${by} changed a role`;
-      case "tip": {
-        const hash = typeof raw.body.tx_hash === "string" ? ` · tx ${shortHash(raw.body.tx_hash)}` : "";
-        const to = raw.body.to_user_id === this.client.userId ? "you" : this.client.displayName(raw.body.to_user_id ?? null);
-        return `${by} tipped ${to} ${raw.body.amount_eth} ETH${hash}`;
-      }
       default:
         return String(raw.body.event ?? "update");
     }

@@ -41,6 +41,8 @@ export type View =
       localUrl?: string;
     }
   | { type: "system"; text: string }
+  // A confirmed tip (a system message); names are looked up when shown.
+  | { type: "tip"; by: string | null; to: string | null; amountEth: string; txHash: string | null }
   | { type: "deleted" }
   | { type: "error"; text: string };
 
@@ -136,6 +138,8 @@ export function preview(view: View): string {
       return view.caption ? `Photo: ${view.caption.slice(0, 60)}` : "Photo";
     case "system":
       return view.text;
+    case "tip":
+      return `Tip: ${view.amountEth} ETH`;
     case "deleted":
       return "Message deleted";
     case "error":
