@@ -139,7 +139,7 @@ class AuthSettings(_Section):
     # Accounts that never verified any identity are deleted after this long.
     unverified_account_ttl: Annotated[int, Field(ge=3600, le=90 * 86400)] = 7 * 86400
     wallet_challenge_ttl: Annotated[int, Field(ge=30, le=3600)] = 300
-    # EIP-155 chain ids accepted in Sign-In with Ethereum messages.
+    # EIP-155 chain ids accepted in Sign-In with Ethereum messages (and PARLEY_ETH_CHAIN_ID).
     ethereum_chain_ids: str = "1"
     # SS58 network prefixes accepted for Substrate/CENNZnet addresses ("" = any).
     substrate_ss58_prefixes: str = ""

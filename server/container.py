@@ -150,7 +150,7 @@ def build_services(settings: Settings) -> Services:
         auth.password_hash_concurrency,
     )
     phone_auth = PhoneAuthService(auth, kv, sms, keys.server_secret, users, sessions)
-    wallets = WalletProofService(auth, public_url)
+    wallets = WalletProofService(auth, public_url, settings.eth.chain_id)
     rosters = Rosters(RosterCache(), hub.publish_control)
     hub.on_control(ROSTER_CHANGED, rosters.on_notice)
     messages = MessageService(settings.chat, hub, EnvelopeChecker(), rosters)

@@ -67,11 +67,16 @@ class ProvenWallet:
 
 
 class WalletProofService:
-    def __init__(self, settings: AuthSettings, public_url: str) -> None:
+    def __init__(
+        self, settings: AuthSettings, public_url: str, tip_chain_id: int | None = None
+    ) -> None:
         self._settings = settings
         self._uri = public_url
         self._domain = urlsplit(public_url).netloc
         self._chain_ids = {int(c) for c in split_list(settings.ethereum_chain_ids)}
+        if tip_chain_id is not None:
+            # A wallet set to the tip chain signs in and links without switching networks.
+            self._chain_ids.add(tip_chain_id)
         prefixes = split_list(settings.substrate_ss58_prefixes)
         self._ss58_prefixes = {int(p) for p in prefixes} if prefixes else None
 

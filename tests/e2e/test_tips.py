@@ -677,3 +677,22 @@ async def test_a_reverted_transfer_fails_the_tip(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_wallet_on_the_tip_chain_signs_in_without_switching_networks(
+    nodes: tuple[ServerProcess, ServerProcess], sqlite_node: ServerProcess
+) -> None:
+    """Sign-In with Ethereum accepts PARLEY_ETH_CHAIN_ID besides the configured chain ids."""
+    node1, _ = nodes
+    wallet = Account.create()
+    client = ParleyClient(node1.url)
+    other = ParleyClient(sqlite_node.url)
+    try:
+        await client.sign_in_with_ethereum(wallet, chain_id=CHAIN_ID)
+        assert [i["kind"] for i in await client.identities()] == ["ethereum"]
+        # A node without tips accepts only PARLEY_AUTH_ETHEREUM_CHAIN_IDS (1).
+        status, code, _ = await error_of(other.sign_in_with_ethereum(wallet, chain_id=CHAIN_ID))
+        assert (status, code) == (422, "unsupported_chain")
+    finally:
+        await client.close()
+        await other.close()
