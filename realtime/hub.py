@@ -28,6 +28,7 @@ from realtime.events import PRESENCE_UPDATED, SESSION_REVOKED, user_room
 from realtime.fanout import DirectEmitManager
 from realtime.metrics import RealtimeMetrics
 from realtime.presence import MemoryPresenceStore, PresenceState, PresenceStore
+from storage.availability import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,11 @@ class SocketHub:
             except ParleyError as exc:
                 outcome = exc.code
                 return error_ack(exc)
-            except Exception:
+            except Exception as exc:
+                if (away := database_unavailable(exc)) is not None:
+                    outcome = away.code
+                    log.warning("socket event %s: database unavailable (%s)", event, exc)
+                    return error_ack(away)
                 outcome = "internal_error"
                 log.exception("socket event %s failed", event)
                 return {"error": {"code": "internal_error", "message": "internal server error"}}

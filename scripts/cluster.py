@@ -55,7 +55,7 @@ class Node:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
         env |= self.env | {"PARLEY_SERVER_HOST": "127.0.0.1", "PARLEY_SERVER_PORT": str(self.port)}
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
@@ -114,6 +114,8 @@ class Cluster:
     members: list[Node] = field(default_factory=list)
     lb: Balancer | None = None
     hash_key: str | None = None  # see scripts.balancer.render_nginx
+    # Seconds for a node to answer /readyz (imports alone take a few on a busy machine).
+    start_timeout: float = 90.0
 
     def node_env(self) -> dict[str, str]:
         return {
@@ -149,7 +151,7 @@ class Cluster:
 
         def start(node: Node) -> None:
             try:
-                node.start()
+                node.start(self.start_timeout)
             except BaseException as exc:  # reported below, after every thread ended
                 errors.append(exc)
 

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from config.errors import ParleyError, RateLimitedError
+from storage.availability import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -78,5 +79,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if (away := database_unavailable(exc)) is not None:
+            log.warning("%s %s: database unavailable (%s)", request.method, request.url.path, exc)
+            return await parley_error(request, away)
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal_error", "internal server error")

@@ -162,9 +162,16 @@ class PrivatePostgres:
     def restart(self) -> float:
         """A fast restart (sessions are ended, as on a real restart); seconds it took."""
         began = time.monotonic()
-        _run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "restart"],
-             as_postgres=True)  # fmt: skip
+        # -l: the new postmaster must not inherit our pipes (run() would wait for their EOF).
+        log = str(self.root / "postgres.log")
+        _run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", log, "-m", "fast", "-w",
+              "restart"], as_postgres=True)  # fmt: skip
         return time.monotonic() - began
+
+    def halt(self) -> None:
+        """Stop (fast: sessions are ended) until :meth:`start`."""
+        _run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+             as_postgres=True)  # fmt: skip
 
     def stop(self) -> None:
         subprocess.run(

@@ -12,6 +12,8 @@ one Redis, as scripts/cluster.py starts them):
 * ``kill``: SIGKILL to that node; started again 2 s later.
 * ``redis``: Redis shut down without saving and started again.
 * ``postgres``: PostgreSQL restarted (fast shutdown: sessions are cut).
+* ``baseline``: nothing fails; the same load, for comparison (the machine is
+  shared and noisy: compare each drill with the baseline of the same run).
 
 The load runs for ``--duration`` s at ``--rate`` messages/s; the failure
 happens ``--at`` s into the sending. Every client is a real wallet-signed
@@ -56,7 +58,7 @@ from bench.drills.backends import (
 )
 from scripts.cluster import ROOT, Cluster, Node
 
-DRILLS = ("drain", "kill", "redis", "postgres")
+DRILLS = ("baseline", "drain", "kill", "redis", "postgres")
 RECONNECT_BOUND_S = 10.0
 OUT = ROOT / "var" / "drills"
 
@@ -180,7 +182,7 @@ def run_drill(name: str, args: argparse.Namespace) -> dict[str, Any]:
             victim.start()
         elif name == "redis":
             drill["outage_s"] = round(redis_backend.restart(), 2)
-        else:
+        elif name == "postgres":
             drill["outage_s"] = round(pg_backend.restart(), 2)
         report = load.wait(args.duration + 120)
         drill["loadtest_exit"] = load.proc.returncode
@@ -254,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ramp", type=float, default=200.0, help="connections per second")
     parser.add_argument("--processes", type=int, default=1, help="generator processes")
     parser.add_argument("--plaintext", action="store_true", help="plaintext groups, not E2EE")
+    parser.add_argument("--table", action="store_true",
+                        help="run nothing; print the results in var/drills")  # fmt: skip
     return parser
 
 
@@ -264,12 +268,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown drills {unknown}; choose from {DRILLS}", file=sys.stderr)
         return 2
+    if args.table:
+        saved = [json.loads((OUT / f"{n}.json").read_text()) for n in names]
+        print(table([d for d in saved if d.get("drill") in names]))
+        return 0
     OUT.mkdir(parents=True, exist_ok=True)
     results = []
     run_id = uuid.uuid4().hex[:6]
     for name in names:
         print(f"[{run_id}] drill {name}…", file=sys.stderr, flush=True)
-        drill = run_drill(name, args)
+        try:
+            drill = run_drill(name, args)
+        except RuntimeError as exc:  # the cluster or the loadtest did not run at all
+            print(f"[{run_id}] {name}: could not run: {exc}", flush=True)
+            return 1
         extra = {k: drill[k] for k in drill if k not in ("report", "drill", "services")}
         print(f"[{run_id}] {name}: {'pass' if drill['ok'] else 'FAIL'} {extra}", flush=True)
         results.append(drill)

@@ -27,8 +27,10 @@ from typing import Any, Literal
 import pytest
 import socketio
 
+from bench.drills.backends import PrivatePostgres
 from client import ParleyApiError, ParleyClient
 from scripts.balancer import Balancer
+from scripts.cluster import create_database_if_missing
 from tests.e2e.test_failover import check_acks_and_history, full_history, node_env, start_pair
 from tests.e2e.test_nginx import (
     addresses_by_node,
@@ -37,6 +39,7 @@ from tests.e2e.test_nginx import (
     metric,
     start_balancer,
 )
+from tests.support.clients import signed_in_client
 from tests.support.server import ServerProcess
 from tests.support.services import (
     REDIS_E2E_DB,
@@ -271,3 +274,48 @@ async def test_a_handshake_cut_short_is_a_failed_attempt_not_a_crash() -> None:
         await client.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_database_restart_answers_unavailable_then_recovers(tmp_path: Path) -> None:
+    """While PostgreSQL is down, sends and HTTP calls get 503 ``unavailable`` (never
+    ``internal_error``); once it is back, the same node serves again."""
+    postgres = PrivatePostgres()  # this test's own server: stopping it disturbs nobody
+    node: ServerProcess | None = None
+    client: ParleyClient | None = None
+    try:
+        await asyncio.to_thread(postgres.start)
+        await create_database_if_missing(postgres.url)
+        env = node_env(postgres.url, redis_url(REDIS_E2E_DB), tmp_path / "keys")
+        node = ServerProcess({**env, "PARLEY_DATABASE_AUTO_MIGRATE": "true"}, name="pg-drill")
+        await asyncio.to_thread(node.start)
+        client = await signed_in_client(node, "pat")
+        group = await client.create_group("alone", [], mode="plaintext")
+        await client.send_text(group["id"], "before")
+
+        await asyncio.to_thread(postgres.halt)
+        with pytest.raises(ParleyApiError) as refused:
+            await client.send_text(group["id"], "while down", timeout=SEND_TIMEOUT * 5)
+        assert refused.value.code == "unavailable", refused.value
+        with pytest.raises(ParleyApiError) as http:
+            await client.history(group["id"])
+        assert (http.value.status, http.value.code) == (503, "unavailable"), http.value
+
+        await asyncio.to_thread(postgres.start)
+        deadline = time.monotonic() + RECONNECT_BOUND
+        while True:  # pooled connections that died with the server are replaced
+            try:
+                ack = await client.send_text(group["id"], "after", timeout=SEND_TIMEOUT)
+                break
+            except ParleyApiError as exc:
+                assert exc.code == "unavailable" and time.monotonic() < deadline, exc
+                await asyncio.sleep(0.2)
+        stored = (await client.history(group["id"]))["messages"]
+        assert [m["body"]["text"] for m in stored if m["kind"] == "text"] == ["before", "after"]
+        assert ack["seq"] == stored[-1]["seq"]
+        assert "internal_error" not in node.log_text()
+    finally:
+        if client is not None:
+            await client.close()
+        if node is not None:
+            node.stop()
+        await asyncio.to_thread(postgres.stop)
