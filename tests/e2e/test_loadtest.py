@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +81,7 @@ def test_e2ee_loadtest_report_adds_up(
         node.url, tmp_path, "-n", "12", "-m", "4", "-r", "12", "-d", "3", "-p", "2",
         "--decrypt-every", "3", "--drain", "5", "-q",
     )  # fmt: skip
-    assert code == 0, r
+    assert code == 0, {k: r[k] for k in ("messages", "connections", "errors")}
     check_consistent(r, sessions=12, group=4)
     assert r["config"]["mode"] == "e2ee" and r["config"]["groups"] == 3
     assert r["messages"]["sent"] == 36  # 12 messages/s for 3 s, none skipped
@@ -105,33 +104,37 @@ def test_loadtest_reconnects_and_loses_nothing_across_a_node_restart(
         },
         name="loadtest-node",
     ).start()
-    restarted = threading.Event()
-
-    def restart_when_sending() -> None:
-        # Sign-in, groups and connecting take a few seconds, then 10 s of sends:
-        # kill -9 in the middle of them, start again on the same port and database.
-        time.sleep(8)
-        assert node.proc is not None
-        node.proc.kill()
-        node.proc.wait()
-        node._reader.join(5)  # the old log pipe: read to its end, then closed
-        assert node.proc.stderr is not None
-        node.proc.stderr.close()
-        node.start()
-        restarted.set()
-
-    restarter = threading.Thread(target=restart_when_sending, daemon=True)
+    report = tmp_path / "report.json"
+    command = [
+        sys.executable, "-m", "server.cli", "loadtest", node.url, "-n", "16", "-m", "4",
+        "-r", "16", "-d", "12", "-p", "2", "--plaintext", "--drain", "40",
+        "--json", str(report), "--png", str(tmp_path / "report.png"),
+    ]  # fmt: skip
+    restarted = False
     try:
-        restarter.start()
-        code, r = loadtest(
-            node.url, tmp_path, "-n", "16", "-m", "4", "-r", "16", "-d", "10", "-p", "2",
-            "--plaintext", "--drain", "10", "-q",
-        )  # fmt: skip
-        restarter.join(30)
-        assert restarted.is_set()
+        with subprocess.Popen(
+            command, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        ) as run:
+            assert run.stderr is not None
+            for line in run.stderr:
+                # The progress line (once a second): kill -9 once 32 messages are out,
+                # then start the node again on the same port and database.
+                sent = re.search(r" sending .* sent ([\d,]+)", line)
+                if not restarted and sent and int(sent[1].replace(",", "")) >= 32:
+                    assert node.proc is not None
+                    node.proc.kill()
+                    node.proc.wait()
+                    node._reader.join(5)  # the old log pipe: read to its end, then closed
+                    assert node.proc.stderr is not None
+                    node.proc.stderr.close()
+                    node.start()
+                    restarted = True
+            code = run.wait(120)
     finally:
         node.stop()
-    assert code == 0, r
+    assert restarted
+    r = json.loads(report.read_text())
+    assert code == 0, {k: r[k] for k in ("messages", "connections", "errors")}
     check_consistent(r, sessions=16, group=4)
     assert r["config"]["mode"] == "plaintext"
     c = r["connections"]
