@@ -55,6 +55,14 @@ def _threshold(value: float) -> str:
     return f"SET LOCAL pg_trgm.word_similarity_threshold = {float(value)}"
 
 
+# Planning a name statement costs about a millisecond (the selectivity of
+# "<%" is estimated by running word_similarity over the column's statistics),
+# often more than running a tier that finds nothing. Statements whose only
+# possible index is the trigram one are therefore run on generic plans, made
+# once per pooled connection.
+_GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
+
+
 _UPSERT_PEOPLE = """
 INSERT INTO search_people (user_id, name, nickname, interests, visibility)
 SELECT (d->>'user_id')::uuid, d->>'name', d->>'nickname',
@@ -93,16 +101,19 @@ def _people_by_query(interests: int, *, sharing: str = "") -> str:
     """$1 query, $2 exclude, $3 contacts_of, $4 limit, $5 offset, then the interests
     and, with ``sharing``, their array: only people sharing "all" or "any" of them.
 
-    The score mirrors base.rank_people: round(float4::numeric, 4).
+    The score mirrors base.rank_people: round(float4::numeric, 4). The cheap
+    conditions come first: PostgreSQL checks a row's conditions in the order
+    written when it has no reason to prefer another, and ``<%`` costs
+    microseconds a row (a common first name has thousands of candidates).
     """
     array = f"${6 + interests}::text[]"
-    among = {"": "", "all": f"AND p.interests @> {array}", "any": f"AND p.interests && {array}"}
+    among = {"": "", "all": f"p.interests @> {array} AND", "any": f"p.interests && {array} AND"}
     return f"""
 SELECT user_id::text AS user_id, shared, score FROM (
     SELECT p.user_id, {_shared(6, interests)} AS shared,
            round(word_similarity($1, p.names)::numeric, 4) AS score
     FROM search_people AS p
-    WHERE $1 <% p.names AND {_AUDIENCE} {among[sharing]}
+    WHERE {among[sharing]} {_AUDIENCE} AND $1 <% p.names
 ) AS s
 ORDER BY shared DESC, score DESC, user_id
 LIMIT $4 OFFSET $5
@@ -142,7 +153,7 @@ LIMIT $4 OFFSET $5
 _PEOPLE_SCORING_ONE = f"""
 SELECT p.user_id::text AS user_id, 0 AS shared, 1.0 AS score
 FROM search_people AS p
-WHERE $1 <% p.names AND {_AUDIENCE}
+WHERE {_AUDIENCE} AND $1 <% p.names
 ORDER BY p.user_id::text COLLATE "C"
 LIMIT $4 OFFSET $5
 """  # noqa: S608 (constant text)
@@ -194,6 +205,12 @@ FROM (
 ORDER BY score DESC, created_at DESC, seq DESC, message_id
 LIMIT ${words + 2} OFFSET ${words + 3}
 """  # noqa: S608
+
+
+async def _fetch(connection: Any, statement: str, *args: Any) -> list[Any]:
+    """Rows (asyncpg records, read by column name) of a statement on an asyncpg connection."""
+    rows: list[Any] = await connection.fetch(statement, *args)
+    return rows
 
 
 class PostgresSearchIndex:
@@ -284,68 +301,89 @@ class PostgresSearchIndex:
         if search.is_empty:
             return []
         audience = [list(search.exclude), list(search.contacts_of)]
-        if search.query and search.interests:
-            rows = await self._people_by_query_and_interests(search, audience)
-        elif search.query:
-            rows = await self._people_by_score(search, audience)
-        else:
-            rows = await self._people_by_interests(search, audience)
+        # People search is the hot path: asyncpg directly, without the ORM's
+        # per-call wrapping (a name search makes up to eight calls).
+        async with self._client().acquire_connection() as connection:
+            if search.query and search.interests:
+                rows = await self._people_by_query_and_interests(connection, search, audience)
+            elif search.query:
+                rows = await self._people_by_score(connection, search, audience)
+            else:
+                rows = await self._people_by_interests(connection, search, audience)
         return [
             PersonHit(user_id=r["user_id"], shared_interests=r["shared"], score=float(r["score"]))
             for r in rows
         ]
 
     async def _people_by_score(
-        self, search: PeopleSearch, audience: list[list[str]]
-    ) -> list[dict[str, Any]]:
+        self, connection: Any, search: PeopleSearch, audience: list[list[str]]
+    ) -> list[Any]:
         statement = _people_by_query(0)
         need = search.offset + search.limit
-        async with in_transaction(self._client().connection_name) as conn:
+        async with connection.transaction():
             for threshold in TIERS:
-                await conn.execute_script(_threshold(threshold))
+                setting = _threshold(threshold)
+                # One round trip: the first tier also sets the plan mode.
+                first = threshold == TIERS[0]
+                await connection.execute(f"{_GENERIC_PLANS}; {setting}" if first else setting)
                 tier = _PEOPLE_SCORING_ONE if threshold == 1.0 else statement
-                rows = await conn.execute_query_dict(tier, [search.query, *audience, need, 0])
+                rows = await _fetch(connection, tier, search.query, *audience, need, 0)
                 if len(rows) == need:
                     return rows[search.offset :]
-            await conn.execute_script(_threshold(SIMILARITY_THRESHOLD))
-            return await conn.execute_query_dict(
-                statement, [search.query, *audience, search.limit, search.offset]
+            await connection.execute(_threshold(SIMILARITY_THRESHOLD))
+            return await _fetch(
+                connection, statement, search.query, *audience, search.limit, search.offset
             )
 
     async def _people_by_query_and_interests(
-        self, search: PeopleSearch, audience: list[list[str]]
-    ) -> list[dict[str, Any]]:
+        self, connection: Any, search: PeopleSearch, audience: list[list[str]]
+    ) -> list[Any]:
         n = len(search.interests)
         need = search.offset + search.limit
         slugs = list(search.interests)
-        async with in_transaction(self._client().connection_name) as conn:
-            await conn.execute_script(_threshold(SIMILARITY_THRESHOLD))
+        async with connection.transaction():
+            await connection.execute(_threshold(SIMILARITY_THRESHOLD))
             # With one interest, sharing all of them is sharing any.
             for sharing in ("all", "any") if n > 1 else ("any",):
-                rows = await conn.execute_query_dict(
+                rows = await _fetch(
+                    connection,
                     _people_by_query(n, sharing=sharing),
-                    [search.query, *audience, need, 0, *slugs, slugs],
+                    search.query,
+                    *audience,
+                    need,
+                    0,
+                    *slugs,
+                    slugs,
                 )
                 if len(rows) == need:
                     return rows[search.offset :]
-            return await conn.execute_query_dict(
+            return await _fetch(
+                connection,
                 _people_by_query(n),
-                [search.query, *audience, search.limit, search.offset, *slugs],
+                search.query,
+                *audience,
+                search.limit,
+                search.offset,
+                *slugs,
             )
 
     async def _people_by_interests(
-        self, search: PeopleSearch, audience: list[list[str]]
-    ) -> list[dict[str, Any]]:
-        conn = self._client()
+        self, connection: Any, search: PeopleSearch, audience: list[list[str]]
+    ) -> list[Any]:
         slugs = list(search.interests)
         need = search.offset + search.limit
-        rows = await conn.execute_query_dict(_PEOPLE_SHARING_ALL, [slugs, *audience, need, 0])
+        rows = await _fetch(connection, _PEOPLE_SHARING_ALL, slugs, *audience, need, 0)
         if len(rows) == need or len(slugs) == 1:
             # With one interest, everyone found shares all there is to share.
             return rows[search.offset :]
-        return await conn.execute_query_dict(
+        return await _fetch(
+            connection,
             _people_by_interests(len(slugs)),
-            [slugs, *audience, search.limit, search.offset, *slugs],
+            slugs,
+            *audience,
+            search.limit,
+            search.offset,
+            *slugs,
         )
 
     async def search_messages(
