@@ -224,11 +224,15 @@ def table(drills: list[dict[str, Any]]) -> str:
         c, m = r["connections"], r["messages"]
         errors = ", ".join(f"{k} {v}" for k, v in sorted(r["errors"].items())) or "none"
         back = d["back_within_s"]
+        # None: no progress sample (one a second) saw a session missing.
+        back_text = f"{back} s" if back is not None else "no drop"
+        if back is None and c["disconnects"]:
+            back_text = "< 1 s"
         rows.append(
             f"| {d['drill']} | {m['acked']:,} | {m['lost_messages']} "
             f"| {c['disconnects']} → {c['reconnects']} "
             f"| {_ms(c['reconnect_ms'], 'p50', 'p99', 'max')} "
-            f"| {'no drop' if back is None else f'{back} s'} | {m['delivered_by_sync']:,} "
+            f"| {back_text} | {m['delivered_by_sync']:,} "
             f"| {_ms(r['latency_ms'], 'p50', 'p99', 'max')} "
             f"| {_ms(r['ack_latency_ms'], 'p99', 'max')} | {errors} "
             f"| {'pass' if d['ok'] else 'FAIL'} |"
