@@ -54,13 +54,12 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _reindex(settings: Settings, args: argparse.Namespace) -> int:
-    from storage.search import build_search_index
-
     from config.keys import load_server_keys
     from server.contacts.service import ContactService
     from server.search.indexer import Indexer
     from storage import database
     from storage.kv import MemoryKeyValueStore
+    from storage.search import build_search_index
 
     class _Nobody:
         async def emit_to_users(self, event: str, data: object, user_ids: list[str]) -> None:
