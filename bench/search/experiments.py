@@ -2,10 +2,13 @@
 
     .venv/bin/python -m bench.search.experiments parley_bench_search_<id> --directory 1000000
 
-Nothing here is product code: each experiment times the shipped way (the
-product's own functions, through Tortoise) against an alternative that gives
-the same result, on the same data, one after the other, and checks that the
-results agree. The numbers back the suggestions in bench/search/README.md.
+Nothing here is product code: each experiment times the way Parley did it
+at commit 6e8732c (the product's own functions, through Tortoise) against an
+alternative that gives the same result, on the same data, one after the
+other, and checks that the results agree. These alternatives have since
+been applied (server/contacts, server/search, storage/search/postgres.py);
+the "shipped" side still runs, as the ORM path SQLite keeps, so the
+comparison can be repeated. bench/search/README.md has the numbers.
 """
 
 from __future__ import annotations
