@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
-import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
+
+from storage.kv import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class RedisControlBus:
     def __init__(self, url: str, channel: str) -> None:
         self._url = url
         self._channel = f"{channel}:control"
-        self._redis = redis_asyncio.Redis.from_url(url, socket_connect_timeout=5)
+        self._redis = redis_client(url, socket_connect_timeout=5)
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 

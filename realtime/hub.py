@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import socketio
 from pydantic import BaseModel, ValidationError
@@ -29,6 +30,7 @@ from realtime.fanout import DirectEmitManager
 from realtime.metrics import RealtimeMetrics
 from realtime.presence import MemoryPresenceStore, PresenceState, PresenceStore
 from storage.availability import database_unavailable
+from storage.kv import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,16 @@ class _RedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # type: ign
     The library doubles its wait up to 60 s, so cross-node fan-out could stay
     dead long after Redis is back while /readyz already says 200.
     """
+
+    def _redis_connect(self) -> None:
+        if urlsplit(self.redis_url).scheme.endswith("+sentinel"):
+            super()._redis_connect()
+            return
+        # A blocking pool: under a burst, publishes wait for a connection
+        # instead of failing past redis-py's 100 (see storage.kv.redis_client).
+        self.redis = redis_client(self.redis_url, **self.redis_options)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
 
     async def _redis_listen_with_retries(self) -> Any:
         retry = 0.1

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.errors import UnavailableError
+from storage.kv import redis_client
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class RedisPresenceStore:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisPresenceStore:
-        client = redis_asyncio.Redis.from_url(
+        client = redis_client(
             url,
             socket_timeout=5,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),

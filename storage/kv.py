@@ -19,6 +19,25 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.errors import UnavailableError
 
+# Connections one Redis client opens at most; past that, commands wait for one.
+REDIS_POOL_SIZE = 64
+# How long a command waits for a free connection before it fails.
+REDIS_POOL_WAIT = 5.0
+
+
+def redis_client(url: str, **options: object) -> redis_asyncio.Redis:
+    """A Redis client whose commands wait for a pooled connection instead of failing.
+
+    redis-py's default pool raises ``MaxConnectionsError`` as soon as more than
+    100 commands are in flight at once, which a node under load reaches (each
+    emit publishes): a burst would turn into errors. A blocking pool queues the
+    burst on 64 connections and fails only after ``REDIS_POOL_WAIT`` seconds.
+    """
+    pool = redis_asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT, **options
+    )
+    return redis_asyncio.Redis.from_pool(pool)  # closing the client closes the pool
+
 
 class KeyValueStore(Protocol):
     async def get(self, key: str) -> bytes | None: ...
@@ -166,7 +185,7 @@ class RedisKeyValueStore:
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisKeyValueStore:
-        client = redis_asyncio.Redis.from_url(
+        client = redis_client(
             url,
             socket_timeout=5,
             socket_connect_timeout=5,
