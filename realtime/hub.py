@@ -9,6 +9,7 @@ rooms; with Redis configured they reach the sockets on every node.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -81,12 +82,80 @@ class _SocketServer(socketio.AsyncServer):  # type: ignore[misc]
 _REDIS_RETRY_CAP = 2.0
 
 
-class _RedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # type: ignore[misc]
-    """python-socketio's Redis manager, resubscribing within seconds after an outage.
+# Publishes waiting for Redis beyond this many are dropped, oldest first (clients
+# fill such gaps by sync); a node cut off from Redis must not grow without bound.
+_PUBLISH_BACKLOG = 50_000
+# Publishes sent in one pipeline (one round trip).
+_PUBLISH_BATCH = 512
 
-    The library doubles its wait up to 60 s, so cross-node fan-out could stay
-    dead long after Redis is back while /readyz already says 200.
+
+class _RedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # type: ignore[misc]
+    """python-socketio's Redis manager, with batched publishes, resubscribing within
+    seconds after an outage.
+
+    The library awaits one PUBLISH per emit, each holding a pooled connection
+    for its round trip: under load the emits in flight outgrow the pool and fail
+    ("Cannot publish to redis"). Here an emit queues its packet and one
+    publisher task sends whatever has queued in a single pipeline, in order.
+    The library also doubles its resubscribe wait up to 60 s, so cross-node
+    fan-out could stay dead long after Redis is back while /readyz says 200.
     """
+
+    connected: bool
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._backlog: collections.deque[bytes | str] = collections.deque()
+        self._backlog_ready = asyncio.Event()
+        self._backlog_sent = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
+
+    async def _publish(self, data: Any) -> None:
+        if len(self._backlog) >= _PUBLISH_BACKLOG:
+            self._backlog.popleft()
+            log.warning("socket fan-out backlog full; dropping the oldest publish")
+        self._backlog.append(self.json.dumps(data))
+        self._backlog_sent.clear()
+        self._backlog_ready.set()
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish_backlog(), name="parley-publish")
+
+    async def _publish_backlog(self) -> None:
+        while True:
+            await self._backlog_ready.wait()
+            self._backlog_ready.clear()
+            while self._backlog:
+                count = min(len(self._backlog), _PUBLISH_BATCH)
+                batch = [self._backlog.popleft() for _ in range(count)]
+                await self._send_batch(batch)
+            self._backlog_sent.set()
+
+    async def stop_publishing(self, wait: float = 1.0) -> None:
+        """Send what is queued (for at most ``wait`` seconds), then stop the publisher."""
+        if self._backlog and self._publisher is not None and not self._publisher.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._backlog_sent.wait(), wait)
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+
+    async def _send_batch(self, batch: list[bytes | str]) -> None:
+        for attempt in (1, 2):
+            try:
+                if not self.connected:
+                    self._redis_connect()
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for item in batch:
+                        pipe.publish(self.channel, item)
+                    await pipe.execute()
+                return
+            except Exception as exc:
+                self.connected = False
+                if attempt == 2:
+                    # Messages are durable; receivers fill the gap on sync.
+                    log.error("socket fan-out: %d publishes lost (%s)", len(batch), exc)
+                    await asyncio.sleep(0.1)
 
     def _redis_connect(self) -> None:
         if urlsplit(self.redis_url).scheme.endswith("+sentinel"):
@@ -445,6 +514,8 @@ class SocketHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.disconnect_all()
+        if isinstance(self.sio.manager, _RedisManager):
+            await self.sio.manager.stop_publishing()
         await self._control.close()
         for uid in list(self._user_sockets):
             with contextlib.suppress(Exception):
