@@ -442,7 +442,13 @@ print(json.dumps({"latencies": latencies, "failures": failures}))
 async def test_concurrent_uploads_do_not_stall_the_event_loop(
     sqlite_node: ServerProcess, images: Images, people: MakeUser
 ) -> None:
-    """20 parallel 4K uploads all succeed (capacity 2 + 32) while /healthz answers in < 100 ms."""
+    """20 parallel 4K uploads all succeed (capacity 2 + 32) while /healthz keeps answering.
+
+    Processing one 4K image takes about 200 ms of CPU; done on the event loop,
+    it would hold up nearly every poll during the burst by that much. Off the
+    loop, the polls stay fast but for the odd one the OS scheduler delays on
+    two busy cores, so the test allows 1 in 20 over 100 ms and none over 500.
+    """
     uploaders = [await people(sqlite_node, f"burst-{i}") for i in range(2)]
     poller = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -470,7 +476,11 @@ async def test_concurrent_uploads_do_not_stall_the_event_loop(
     latencies = polled["latencies"]
     assert polled["failures"] == []
     assert len(latencies) >= 10, f"only {len(latencies)} polls in {took:.2f}s"
-    assert max(latencies) < 0.1, f"slowest /healthz {max(latencies) * 1000:.0f} ms"
+    slow = [t for t in latencies if t >= 0.1]
+    assert len(slow) <= max(1, len(latencies) // 20), (
+        f"{len(slow)} of {len(latencies)} polls took 100 ms or more"
+    )
+    assert max(latencies) < 0.5, f"slowest /healthz {max(latencies) * 1000:.0f} ms"
 
 
 async def test_busy_pool_turns_extra_uploads_away_with_503(
