@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +28,7 @@ from config.errors import UnavailableError
 from server.contacts.service import ContactService
 from storage import outbox, sql
 from storage.kv import KeyValueStore
+from storage.lease import Lease
 from storage.models import Conversation, Event, IndexerState, Message, Profile, User
 from storage.search import MessageDoc, PersonDoc, SearchIndex
 
@@ -60,8 +60,7 @@ class Indexer:
         self._kv = kv
         self._batch = batch
         self._idle = idle
-        self._lease_ttl = lease_ttl
-        self._node = uuid.uuid4().hex
+        self._lease = Lease(kv, f"indexer:{NAME}", ttl=lease_ttl)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -76,21 +75,12 @@ class Indexer:
         finally:
             # A node shutting down hands the lease on at once, not after its TTL.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._release_lease())
-
-    async def _release_lease(self) -> None:
-        holder = await self._kv.get(self._lease_key)
-        if holder is not None and holder.decode() == self._node:
-            await self._kv.delete(self._lease_key)
-
-    @property
-    def _lease_key(self) -> str:
-        return f"lease:indexer:{NAME}"
+                await asyncio.shield(self._lease.release())
 
     async def _loop(self) -> None:
         while True:
             try:
-                if await self._hold_lease():
+                if await self._lease.hold():
                     while await self.step():
                         pass
             except asyncio.CancelledError:
@@ -103,18 +93,6 @@ class Indexer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._idle)
             self._wake.clear()
-
-    async def _hold_lease(self) -> bool:
-        key = self._lease_key
-        holder = await self._kv.get(key)
-        if holder is None:
-            return await self._kv.set(
-                key, self._node.encode(), ttl=self._lease_ttl, only_if_absent=True
-            )
-        if holder.decode() != self._node:
-            return False
-        await self._kv.set(key, self._node.encode(), ttl=self._lease_ttl)
-        return True
 
     async def position(self) -> int:
         state = await IndexerState.get_or_none(name=NAME)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -34,6 +33,7 @@ from config.errors import (
 )
 from config.settings import EthSettings
 from realtime.events import TIP_UPDATED, Emitter
+from server.chats.access import parse_id
 from server.chats.messages import MessageService
 from server.metrics import TipMetrics
 from server.tips.rpc import EthRpc, EthRpcError
@@ -459,7 +459,7 @@ class TipService:
         if state is not None:
             query = query.filter(state=state)
         if before is not None:
-            cursor = await Tip.get_or_none(id=_uuid(before, "before"))
+            cursor = await Tip.get_or_none(id=str(parse_id(before, "before")))
             if cursor is None:
                 raise InvalidRequestError("before: no such tip")
             query = query.filter(created_at__lt=cursor.created_at)
@@ -471,7 +471,7 @@ class TipService:
         )
 
     async def _visible(self, user_id: str, tip_id: str) -> Tip:
-        tip = await Tip.get_or_none(id=_uuid(tip_id, "tip_id"))
+        tip = await Tip.get_or_none(id=str(parse_id(tip_id, "tip_id")))
         if tip is None:
             raise TipNotFoundError("no such tip")
         if str(tip.sender_id) == user_id:
@@ -565,10 +565,3 @@ class TipService:
             submitted_at=tip.submitted_at,
             expires_at=tip.expires_at,
         )
-
-
-def _uuid(value: str, field: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidRequestError(f"{field}: not an id") from None
