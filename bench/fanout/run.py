@@ -53,6 +53,7 @@ import redis.asyncio as redis_asyncio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.procstat import TICK, process_tree, stat  # noqa: E402
 from client.loadtest import prepare  # noqa: E402
 from client.loadtest.generator import raise_fd_limit  # noqa: E402
 from client.loadtest.pool import GeneratorPool, GeneratorProcess, PyGenerator  # noqa: E402
@@ -61,7 +62,6 @@ from tests.support.server import ServerProcess  # noqa: E402
 PG_ADMIN = os.environ.get("PARLEY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379") + "/13"
 OUT = ROOT / "bench" / "results" / "fanout.json"
-TICK = os.sysconf("SC_CLK_TCK")
 
 TARGET_DELIVERIES = 10_000
 TARGET_P99_MS = 100.0
@@ -129,36 +129,11 @@ class Node:
 # -- /proc -------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # comm may hold spaces: split after its closing parenthesis.
-    head, tail = raw.rsplit(")", 1)
-    return [head.split("(", 1)[1], *tail.split()]
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat(int(entry))
-            if fields is not None:
-                children.setdefault(int(fields[2]), []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
 def cpu_ticks(pids: list[int]) -> float:
     """utime + stime of these processes, in seconds."""
     total = 0
     for pid in pids:
-        fields = _stat(pid)
+        fields = stat(pid)
         if fields is not None:
             total += int(fields[12]) + int(fields[13])
     return total / TICK
@@ -176,7 +151,7 @@ def pids_named(*names: str) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            fields = _stat(int(entry))
+            fields = stat(int(entry))
             if fields is not None and fields[0] in names:
                 out.append(int(entry))
     return out

@@ -16,38 +16,13 @@ from pathlib import Path
 
 import asyncpg
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # comm may hold spaces: split after its closing parenthesis.
-    head, tail = raw.rsplit(")", 1)
-    return [head.split("(", 1)[1], *tail.split()]
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat(int(entry))
-            if fields is not None:
-                children.setdefault(int(fields[2]), []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
+from bench.procstat import TICK, process_tree, stat
 
 
 def cpu_seconds(pids: list[int]) -> dict[int, float]:
     out = {}
     for pid in pids:
-        fields = _stat(pid)
+        fields = stat(pid)
         if fields is not None:
             out[pid] = (int(fields[12]) + int(fields[13])) / TICK
     return out
@@ -97,7 +72,7 @@ class Profiler:
     def start(self, label: str) -> None:
         tree = process_tree(self._node)
         # The workers are the leaves (uvicorn's supervisor forks them).
-        parents = {int(f[2]) for p in tree if (f := _stat(p)) is not None}
+        parents = {int(f[2]) for p in tree if (f := stat(p)) is not None}
         for pid in [p for p in tree if p not in parents]:
             output = Path(f"{self._prefix}-{label}-{pid}.txt")
             self.outputs.append(str(output))
