@@ -173,6 +173,8 @@ def build_services(settings: Settings) -> Services:
         else None
     )
     tips = TipService(eth, rpc, users, kv, hub, messages, tip_metrics)
+    tip_tracker = TipTracker(eth, tips, kv)
+    tips.on_submitted = tip_tracker.wake
     return Services(
         settings=settings,
         registry=registry,
@@ -205,5 +207,5 @@ def build_services(settings: Settings) -> Services:
         indexer=indexer,
         search=SearchService(search_index, indexer, contacts),
         tips=tips,
-        tip_tracker=TipTracker(eth, tips, kv),
+        tip_tracker=tip_tracker,
     )

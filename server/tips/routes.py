@@ -53,11 +53,9 @@ async def submit(
 
     Both of you then get `tip:updated` at each step until it is confirmed.
     """
-    tip = await services.tips.submit(
+    return await services.tips.submit(
         principal.user_id, str(tip_id), body.raw_transaction, body.tx_hash
     )
-    services.tip_tracker.wake()
-    return tip
 
 
 @router.get("/tips", response_model=TipPage)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -117,6 +118,8 @@ class TipService:
         self._max_wei = int(Decimal(settings.max_tip_eth) * WEI_PER_ETH)
         self._chain_id: int | None = None
         self._chain_checked = 0.0
+        # Told when a tip was sent to the network (the tracker looks at once).
+        self.on_submitted: Callable[[], None] = lambda: None
 
     @property
     def enabled(self) -> bool:
@@ -400,6 +403,7 @@ class TipService:
         tip = await Tip.get(id=tip.id)
         self.metrics.transitions.labels("submitted").inc()
         await self.notify(tip)
+        self.on_submitted()
         return self.out(tip)
 
     async def _broadcast(self, rpc: EthRpc, raw: str) -> None:
