@@ -212,7 +212,13 @@ async def build_world(node: ServerProcess, clients: list[ParleyClient]) -> World
     profiles = [
         (searcher, "Sam", surname, ["jazz"], "everyone"),
         (p1, "Ann", surname, ["jazz", "hiking", "books"], "everyone"),
-        (p2, "Bea", surname[:-1] + "x", ["jazz", "hiking"], "everyone"),
+        (
+            p2,
+            "Bea",
+            surname[:-1] + ("y" if surname.endswith("x") else "x"),
+            ["jazz", "hiking"],
+            "everyone",
+        ),
         (p3, "Cy", surname, ["hiking"], "contacts"),
         (p4, "Di", surname, ["jazz", "books"], "nobody"),
     ]
