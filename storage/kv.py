@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.errors import UnavailableError
+from storage.batching import Batcher
 
 # Connections one Redis client opens at most; past that, commands wait for one.
 REDIS_POOL_SIZE = 64
@@ -153,25 +154,35 @@ return n
 """
 
 
-# Token bucket in one round trip, on Redis' clock so every node agrees.
+# Token buckets in one round trip, on Redis' clock so every node agrees: one
+# bucket per key, ARGV holding each key's rate and burst in turn. A key named
+# twice is taken from twice, in order. (Under Redis Cluster a script's keys must
+# share a slot; there the batch would be a pipeline of one-key calls instead.)
 _TAKE = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + (now - at) * rate)
-local wait = 0
-if tokens < 1 then
-  wait = (1 - tokens) / rate
-else
-  tokens = tokens - 1
+local waits = {}
+for i, key in ipairs(KEYS) do
+  local rate, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1]) or burst
+  local at = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + (now - at) * rate)
+  local wait = 0
+  if tokens < 1 then
+    wait = (1 - tokens) / rate
+  else
+    tokens = tokens - 1
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
+  waits[i] = tostring(wait)
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return tostring(wait)
+return waits
 """
+
+# Buckets taken from in one script call at most.
+_TAKE_BATCH = 256
 
 
 class RedisKeyValueStore:
@@ -182,6 +193,10 @@ class RedisKeyValueStore:
         self._prefix = prefix
         self._incr = client.register_script(_INCR_WITH_TTL)
         self._take = client.register_script(_TAKE)
+        # Every event on a socket takes a token: concurrent takes share a call.
+        self._takes: Batcher[tuple[str, float, int], float] = Batcher(
+            self._take_many, max_batch=_TAKE_BATCH, name="parley-rate-limits"
+        )
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str) -> RedisKeyValueStore:
@@ -238,11 +253,17 @@ class RedisKeyValueStore:
         return None if millis < 0 else millis / 1000
 
     async def take(self, key: str, *, rate: float, burst: int) -> float:
+        return await self._takes.submit((self._k(key), rate, burst))
+
+    async def _take_many(self, buckets: list[tuple[str, float, int]]) -> list[float]:
+        args: list[float | int] = []
+        for _, rate, burst in buckets:
+            args += (rate, burst)
         try:
-            wait = await self._take(keys=[self._k(key)], args=[rate, burst])
+            waits = await self._take(keys=[key for key, _, _ in buckets], args=args)
         except RedisError as exc:
             raise _unavailable(exc) from exc
-        return float(wait)
+        return [float(wait) for wait in waits]
 
     async def ping(self) -> None:
         try:

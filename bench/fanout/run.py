@@ -275,7 +275,7 @@ def start_profiler(pid: int, duration: float, output: Path) -> subprocess.Popen[
             str(output),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=output.with_suffix(".log").open("wb"),
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,7 @@ from server.chats.schemas import (
 )
 from server.media.service import attach_to_conversation
 from storage import outbox, sql
+from storage.batching import Batcher
 from storage.models import Member, Message
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,10 @@ class MessageService:
         self._emitter = emitter
         self._envelopes = envelopes
         self._rosters = rosters or Rosters(RosterCache())
+        # Sends that arrive together are stored by one statement (PostgreSQL).
+        self._appends: Batcher[_Append, int | None] = Batcher(
+            _store_appends, max_batch=_APPEND_BATCH, name="parley-message-appends"
+        )
 
     # -- the send path --------------------------------------------------------
 
@@ -155,24 +161,18 @@ class MessageService:
         now = datetime.now(UTC)
         try:
             if update is None and sql.is_postgres():
-                params = [
-                    conversation_id,
-                    message_id,
-                    conversation_id,
-                    sender_id,
-                    client_msg_id,
-                    kind,
-                    orjson.dumps(body).decode(),
-                    now,
-                ]
-                if searchable:
-                    row = await sql.fetch_one(
-                        _APPEND_POSTGRES_SEARCHABLE,
-                        [*params, orjson.dumps({"message_id": message_id}).decode(), now],
+                seq = await self._appends.submit(
+                    _Append(
+                        message_id=message_id,
+                        conversation_id=conversation_id,
+                        sender_id=sender_id,
+                        client_msg_id=client_msg_id,
+                        kind=kind,
+                        body=orjson.dumps(body).decode(),
+                        created_at=now,
+                        searchable=searchable,
                     )
-                else:
-                    row = await sql.fetch_one(_APPEND_POSTGRES, params)
-                seq = int(row["seq"]) if row is not None else None
+                )
             else:
                 seq = await self._append_in_transaction(
                     conversation_id,
@@ -526,4 +526,122 @@ WITH s AS (
     INSERT INTO events (kind, payload, created_at) SELECT 'message', ?::jsonb, ? FROM m
 )
 SELECT seq FROM m
+"""
+
+
+# Sends stored by one statement at most.
+_APPEND_BATCH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    """One message to store with the next seq of its conversation (PostgreSQL)."""
+
+    message_id: str
+    conversation_id: str
+    sender_id: str | None
+    client_msg_id: str
+    kind: str
+    body: str  # JSON
+    created_at: datetime
+    searchable: bool
+
+
+async def _store_appends(rows: list[_Append]) -> list[int | BaseException | None]:
+    """Store sends that arrived together; each row's seq, or None when its conversation is gone.
+
+    Several rows go in one statement that numbers them per conversation, in
+    arrival order. If that statement fails it has changed nothing (a resend's
+    ``client_msg_id`` hit the unique index, or a lock conflict with another
+    node), and the rows are stored one by one instead, each with its own outcome.
+    """
+    keys = {(r.conversation_id, r.sender_id, r.client_msg_id) for r in rows}
+    if len(rows) > 1 and len(keys) == len(rows):
+        try:
+            stored = await sql.fetch(
+                _APPEND_POSTGRES_MANY,
+                [
+                    [r.message_id for r in rows],
+                    [r.conversation_id for r in rows],
+                    [r.sender_id for r in rows],
+                    [r.client_msg_id for r in rows],
+                    [r.kind for r in rows],
+                    [r.body for r in rows],
+                    [r.created_at for r in rows],
+                    [r.searchable for r in rows],
+                ],
+            )
+        except Exception:
+            log.debug("a batch of %d sends failed; storing them one by one", len(rows))
+        else:
+            seqs = {str(row["id"]): int(row["seq"]) for row in stored}
+            return [seqs.get(r.message_id) for r in rows]
+    outcomes: list[int | BaseException | None] = []
+    for r in rows:
+        try:
+            outcomes.append(await _store_append(r))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+async def _store_append(r: _Append) -> int | None:
+    params = [
+        r.conversation_id,
+        r.message_id,
+        r.conversation_id,
+        r.sender_id,
+        r.client_msg_id,
+        r.kind,
+        r.body,
+        r.created_at,
+    ]
+    if r.searchable:
+        payload = orjson.dumps({"message_id": r.message_id}).decode()
+        row = await sql.fetch_one(_APPEND_POSTGRES_SEARCHABLE, [*params, payload, r.created_at])
+    else:
+        row = await sql.fetch_one(_APPEND_POSTGRES, params)
+    return int(row["seq"]) if row is not None else None
+
+
+# Many sends in one statement: the conversations' rows are locked in id order
+# (two nodes storing batches for the same conversations cannot deadlock), each
+# conversation's last_seq moves by its number of rows, and the rows take the
+# seqs in between in arrival order.
+_APPEND_POSTGRES_MANY = """
+WITH input AS (
+    SELECT * FROM unnest(
+        ?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[],
+        ?::timestamptz[], ?::bool[]
+    ) WITH ORDINALITY AS t(
+        id, conversation_id, sender_id, client_msg_id, kind, body, created_at, searchable, ord
+    )
+), locked AS (
+    SELECT c.id FROM conversations c
+    WHERE c.id IN (SELECT conversation_id FROM input)
+    ORDER BY c.id
+    FOR UPDATE
+), counts AS (
+    SELECT conversation_id, count(*) AS n FROM input GROUP BY conversation_id
+), s AS (
+    UPDATE conversations c SET last_seq = c.last_seq + counts.n
+    FROM counts JOIN locked ON locked.id = counts.conversation_id
+    WHERE c.id = counts.conversation_id
+    RETURNING c.id, c.last_seq, counts.n
+), m AS (
+    INSERT INTO messages
+        (id, conversation_id, seq, sender_id, client_msg_id, kind, body, created_at)
+    SELECT i.id, i.conversation_id,
+           s.last_seq - s.n + row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord),
+           i.sender_id, i.client_msg_id, i.kind, i.body::jsonb, i.created_at
+    FROM input i JOIN s ON s.id = i.conversation_id
+    RETURNING id, seq
+), e AS (
+    INSERT INTO events (kind, payload, created_at)
+    SELECT 'message', jsonb_build_object('message_id', m.id::text), i.created_at
+    FROM m JOIN input i ON i.id = m.id
+    WHERE i.searchable
+    ORDER BY i.ord
+)
+SELECT id, seq FROM m
 """

@@ -81,7 +81,11 @@ class Indexer:
         while True:
             try:
                 if await self._lease.hold():
-                    while await self.step():
+                    # A full batch means more are waiting: go on at once. A short
+                    # one means it caught up: let the next events gather for the
+                    # idle wait, so a steady stream is indexed in batches rather
+                    # than a step (seven queries) per message.
+                    while await self.step() >= self._batch:
                         pass
             except asyncio.CancelledError:
                 raise

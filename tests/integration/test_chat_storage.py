@@ -14,7 +14,8 @@ from server.chats.conversations import ConversationService
 from server.chats.envelopes import EnvelopeChecker
 from server.chats.messages import MessageService
 from server.users.service import UserService
-from storage.models import Message
+from storage import sql
+from storage.models import Conversation, Event, Message
 from tests.support.phones import fresh_phone
 
 
@@ -83,6 +84,70 @@ async def test_same_client_msg_id_stored_once(
     assert len(emitter.emits) == 1
     nxt = await service.messages.send(a, conversation.id, "next", "text", {"text": "y"})
     assert nxt.seq == 2, "a deduplicated resend leaves no gap"
+
+
+async def test_sends_stored_together_keep_every_rule(
+    chats: tuple[Chat, UserService, RecordingEmitter],
+    db: DatabaseSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Concurrent sends to several conversations, with resends and a vanished conversation.
+
+    On PostgreSQL sends that arrive together are stored by one statement; each
+    conversation still gets seqs 1..n once, a resend gets the first ack, a
+    searchable message gets exactly one outbox event, and a send to a deleted
+    conversation fails alone.
+    """
+    service, users, emitter = chats
+    people = [await _user(users, f"p{i}") for i in range(4)]
+    plain = await service.conversations.open_direct(people[0], people[1], "plaintext")
+    other = await service.conversations.open_direct(people[2], people[3], "plaintext")
+    doomed = await service.conversations.open_direct(people[0], people[2], "plaintext")
+    await Conversation.filter(id=doomed.id).delete()
+
+    statements: list[int] = []
+    real_fetch = sql.fetch
+
+    async def counting_fetch(statement: str, params: Any, **kw: Any) -> Any:
+        if "WITH ORDINALITY" in statement:
+            statements.append(len(params[0]))
+        return await real_fetch(statement, params, **kw)
+
+    monkeypatch.setattr(sql, "fetch", counting_fetch)
+    sends = []
+    for i in range(40):
+        sends.append(service.messages.send(people[0], plain.id, f"a{i}", "text", {"text": f"{i}"}))
+        sends.append(service.messages.send(people[3], other.id, f"b{i}", "text", {"text": f"{i}"}))
+        if i % 10 == 0:
+            sends.append(
+                service.messages.send(people[0], plain.id, "a0", "text", {"text": "resend"})
+            )
+    sends.append(service.messages.send(people[0], doomed.id, "lost", "text", {"text": "x"}))
+    results = await asyncio.gather(*sends, return_exceptions=True)
+
+    lost = results.pop()
+    assert isinstance(lost, NotFoundError), lost
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    for conversation, prefix in ((plain, "a"), (other, "b")):
+        stored = await Message.filter(conversation_id=conversation.id).order_by("seq")
+        assert [m.seq for m in stored] == list(range(1, 41)), "gap-free, each once"
+        assert sorted(m.client_msg_id for m in stored) == sorted(f"{prefix}{i}" for i in range(40))
+    resends = [r for r in results if not isinstance(r, BaseException) and r.client_msg_id == "a0"]
+    assert len({r.id for r in resends}) == 1 and len(resends) == 5, "resends get the first ack"
+    assert len(emitter.emits) == 80, "every message fanned out once, resends not at all"
+    stored_ids = {
+        str(m)
+        for m in await Message.filter(conversation_id__in=[plain.id, other.id]).values_list(
+            "id", flat=True
+        )
+    }
+    events = await Event.filter(kind="message").values_list("payload", flat=True)
+    ours = [e["message_id"] for e in events if e["message_id"] in stored_ids]
+    assert sorted(ours) == sorted(stored_ids), "one outbox event per stored message"
+    if sql.is_postgres():
+        assert statements and max(statements) > 1, "sends that arrived together were batched"
+    else:
+        assert statements == []
 
 
 async def test_one_direct_conversation_per_pair(

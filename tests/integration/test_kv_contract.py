@@ -66,3 +66,22 @@ async def test_token_bucket_allows_a_burst_then_the_rate(kv: KeyValueStore) -> N
     await asyncio.sleep(waits[5] + 0.02)
     assert await kv.take("bucket", rate=20, burst=5) == 0.0
     assert await kv.take("other", rate=20, burst=5) == 0.0, "buckets are separate"
+
+
+async def test_concurrent_takes_share_buckets_exactly(kv: KeyValueStore) -> None:
+    """Takes that arrive together (Redis answers them in one call) still count one each.
+
+    30 at once from a bucket of 5 grant exactly 5; two buckets with different
+    rates in the same burst keep their own limits and their own waits.
+    """
+    waits = await asyncio.gather(*(kv.take("together", rate=1, burst=5) for _ in range(30)))
+    assert sorted(waits)[:5] == [0.0] * 5
+    assert all(w > 0.5 for w in sorted(waits)[5:]), "the rest wait about a second"
+
+    mixed = await asyncio.gather(
+        *(kv.take("slow", rate=0.5, burst=2) for _ in range(4)),
+        *(kv.take("fast", rate=100, burst=3) for _ in range(4)),
+    )
+    slow, fast = sorted(mixed[:4]), sorted(mixed[4:])
+    assert slow[:2] == [0.0, 0.0] and slow[2] > 1.5, slow
+    assert fast[:3] == [0.0] * 3 and 0 < fast[3] <= 0.02, fast
