@@ -1,18 +1,27 @@
-"""The local half of an emit, without a task and an await per recipient.
+"""The local half of an emit: one frame, written once per recipient, no task each.
 
 python-socketio's ``AsyncManager.emit`` encodes the packet once, then starts
 one task per recipient socket (``_send_eio_packet`` -> ``send_packet`` ->
 ``socket.send``: a socket lookup, a ping-timeout check, a queue put and a log
-call, each awaited) and waits for all of them. For a message to a group of M
-that is M tasks created, scheduled and collected per message, which was the
-largest share of the hub's time per delivery under load (bench/fanout).
+call, each awaited) and waits for all of them. Then each socket's Engine.IO
+writer task wakes up (a task per wake-up, in ``asyncio.wait_for``) and takes
+the packet through engineio's ``WebSocket.send``, the ASGI ``send`` and
+uvicorn's websockets protocol to ``transport.write``: for a message to a group
+of M, M wake-ups and a handful of Python layers each (bench/fanout).
 
-Here the same packet goes straight into each recipient's Engine.IO send queue
-(``put_nowait``): the socket's own writer task, which exists anyway, wakes up
-and writes it. Delivery order per socket is unchanged (one FIFO queue); a
-socket that is closing or gone is skipped, as ``send_packet`` does; a dead
-socket is still found by the ping loop. Emits with a callback (none in
-Parley) keep the library's path.
+Here the Socket.IO packet is encoded once, and so is its websocket text frame
+(server frames are unmasked, so without permessage-deflate the bytes are the
+same for every recipient, as in ``websockets.broadcast``). For each recipient
+whose websocket can take it now (realtime/frames.py: its send queue is empty
+and its writer parked on it, uvicorn's buffer below its high-water mark, no
+extension negotiated, the connection open) the frame goes straight to the
+transport. Any other socket (long-polling, upgrading, deflate, a backlog, a
+buffer above the high-water mark) gets the packet in its Engine.IO send queue
+(``put_nowait``), for its writer task, as before. Delivery order per socket is
+unchanged: a frame is written only when nothing older is queued or held by the
+writer. A socket that is closing or gone is skipped, as ``send_packet`` does; a
+dead socket is still found by the ping loop. Packets with binary attachments
+take the queue; emits with a callback (none in Parley) keep the library's path.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from realtime.frames import direct_transport, text_frame
+
 
 class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
     """python-socketio's in-memory manager with the direct local emit.
@@ -31,7 +42,12 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
     (``class M(socketio.AsyncRedisManager, DirectEmitManager)``): the pub/sub
     ``emit`` still publishes to the other nodes, and its local delivery
     (``super().emit`` in ``_handle_emit``) lands here.
+
+    ``frames_written`` and ``packets_queued`` count local deliveries by path.
     """
+
+    frames_written = 0
+    packets_queued = 0
 
     async def emit(
         self,
@@ -69,6 +85,9 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
         ]
         for p in packets:
             p.encode()  # cached in the packet: every socket's writer reuses it
+        # One text packet (no binary attachments): the same frame for every websocket.
+        frame = None if isinstance(encoded, list) else text_frame(packets[0].encode())
+        written = queued = 0
         sockets = self.server.eio.sockets
         for sid, eio_sid in self.get_participants(namespace, room):
             if sid in skip:
@@ -76,5 +95,12 @@ class DirectEmitManager(socketio.AsyncManager):  # type: ignore[misc]
             socket = sockets.get(eio_sid)
             if socket is None or socket.closed or socket.closing:
                 continue
+            if frame is not None and (transport := direct_transport(socket)) is not None:
+                transport.write(frame)
+                written += 1
+                continue
             for p in packets:
                 socket.queue.put_nowait(p)
+            queued += 1
+        self.frames_written += written
+        self.packets_queued += queued

@@ -28,6 +28,7 @@ from realtime import codec
 from realtime.control import ControlBus
 from realtime.events import PRESENCE_UPDATED, SESSION_REVOKED, user_room
 from realtime.fanout import DirectEmitManager
+from realtime.frames import abort_connection, record_websocket_protocols
 from realtime.metrics import RealtimeMetrics
 from realtime.presence import MemoryPresenceStore, PresenceState, PresenceStore
 from storage.availability import database_unavailable
@@ -255,6 +256,8 @@ class SocketHub:
             logger=logging.getLogger("parley.socketio"),
             engineio_logger=logging.getLogger("parley.engineio"),
         )
+        record_websocket_protocols(self.sio.eio)
+        metrics.count_deliveries(manager)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
 
@@ -431,7 +434,12 @@ class SocketHub:
     async def _slow_consumer_loop(self) -> None:
         """A client that does not read must not grow this node's memory without bound:
         past ``max_pending_packets`` queued for it, its transport is dropped (it
-        reconnects and syncs what it missed)."""
+        reconnects and syncs what it missed).
+
+        Frames the fan-out writes straight to a websocket (realtime/frames.py)
+        do not pass the queue, but only while uvicorn's transport buffer is
+        below its high-water mark (``writable``); above it they queue here, so
+        a stalled socket holds at most that buffer plus this many packets."""
         limit = self._settings.max_pending_packets
         while True:
             await asyncio.sleep(1)
@@ -442,6 +450,9 @@ class SocketHub:
                     log.warning("dropping a slow consumer", extra={"queued": socket.queue.qsize()})
                     self._metrics.slow_consumers.inc()
                     await self._abort_transport(sid)
+                    # Its writer is stuck behind a full buffer: a close frame
+                    # would never get out, so reset the connection itself.
+                    abort_connection(socket)
 
     async def _done_handling(self, sid: str) -> None:
         left = self._in_flight.get(sid, 1) - 1

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class DeliveryCounts(Protocol):
+    """Local deliveries by path, counted by realtime.fanout.DirectEmitManager."""
+
+    frames_written: int
+    packets_queued: int
 
 
 class RealtimeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
         self.sockets = Gauge(
             "parley_sockets_connected", "Sockets connected to this node", registry=registry
         )
@@ -40,3 +53,26 @@ class RealtimeMetrics:
             registry=registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
+
+    def count_deliveries(self, counts: object) -> None:
+        """Export the fan-out's delivery counts (if ``counts`` keeps them) when scraped."""
+        if hasattr(counts, "frames_written") and hasattr(counts, "packets_queued"):
+            self._registry.register(_DeliveryCollector(counts))
+
+
+class _DeliveryCollector(Collector):
+    # Read at scrape time: the emit only adds to two ints, not to a locked counter
+    # per recipient.
+    def __init__(self, counts: DeliveryCounts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "parley_socket_deliveries",
+            "Emitted packets delivered to local sockets, by path: a websocket frame "
+            "written straight to the transport, or a packet queued for the socket's writer",
+            labels=["path"],
+        )
+        family.add_metric(["frame"], self._counts.frames_written)
+        family.add_metric(["queue"], self._counts.packets_queued)
+        yield family
