@@ -53,6 +53,10 @@ class ServerSettings(_Section):
 
     # Seconds a draining node waits for clients to move before it closes.
     drain_grace_seconds: Seconds = 10
+    # Accept permessage-deflate on websockets. Off by default, as in socket.io 4:
+    # envelopes are ciphertext and barely compress, deflate costs CPU per
+    # recipient, and a compressed socket cannot share the fan-out's one frame.
+    ws_compression: bool = False
     # The built web client served at / (default: web/dist of this checkout).
     web_dir: Path | None = None
 

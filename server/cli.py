@@ -36,6 +36,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         ws="websockets-sansio",
+        ws_per_message_deflate=settings.server.ws_compression,
         lifespan="on",
         log_config=None,
         proxy_headers=True,

@@ -50,8 +50,13 @@ def start_node(root: Path, name: str, **env: str) -> ServerProcess:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A node of its own, so its delivery counters count only this module's sockets."""
-    server = start_node(tmp_path_factory.mktemp("frames-node"), "frames-node")
+    """A node of its own, so its delivery counters count only this module's sockets.
+
+    It accepts permessage-deflate (off by default) for the deflate client's test.
+    """
+    server = start_node(
+        tmp_path_factory.mktemp("frames-node"), "frames-node", PARLEY_SERVER_WS_COMPRESSION="true"
+    )
     yield server
     server.stop()
 
@@ -215,3 +220,15 @@ async def test_client_that_stops_reading_is_dropped_with_memory_bounded(
             slow.close()
     finally:
         node.stop()
+
+
+async def test_compression_is_off_unless_configured(
+    sqlite_node: ServerProcess, clients: list[ParleyClient]
+) -> None:
+    """A node on the defaults declines permessage-deflate: every socket can share the frame."""
+    (user,) = await sign_in(sqlite_node, clients, "plainly", connect=False)
+    peer = await WebSocketPeer.open(sqlite_node.url, await user.fresh_access_token(), deflate=True)
+    try:
+        assert peer.extensions == []
+    finally:
+        await peer.close()
