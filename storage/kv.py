@@ -7,6 +7,7 @@ in tests/integration/test_kv_contract.py runs against both.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Protocol
 
@@ -167,14 +168,16 @@ for i, key in ipairs(KEYS) do
   local state = redis.call('HMGET', key, 'tokens', 'at')
   local tokens = tonumber(state[1]) or burst
   local at = tonumber(state[2]) or now
-  tokens = math.min(burst, tokens + (now - at) * rate)
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
   local wait = 0
   if tokens < 1 then
     wait = (1 - tokens) / rate
   else
     tokens = tokens - 1
   end
-  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
+  -- %.6f: tostring keeps 14 digits, which rounds a Unix time to 0.1 ms and
+  -- would skew the refill of a bucket taken from twice in one call.
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', string.format('%.6f', now))
   redis.call('PEXPIRE', key, math.ceil(burst / rate * 1000) + 1000)
   waits[i] = tostring(wait)
 end
@@ -183,6 +186,11 @@ return waits
 
 # Buckets taken from in one script call at most.
 _TAKE_BATCH = 256
+# Script calls out at once; and how long one may take before its takes count
+# as unavailable (callers such as the socket event limiter then let events
+# through rather than stall every socket behind a slow Redis).
+_TAKES_IN_FLIGHT = 4
+_TAKE_TIMEOUT = 1.0
 
 
 class RedisKeyValueStore:
@@ -195,7 +203,10 @@ class RedisKeyValueStore:
         self._take = client.register_script(_TAKE)
         # Every event on a socket takes a token: concurrent takes share a call.
         self._takes: Batcher[tuple[str, float, int], float] = Batcher(
-            self._take_many, max_batch=_TAKE_BATCH, name="parley-rate-limits"
+            self._take_many,
+            max_batch=_TAKE_BATCH,
+            max_in_flight=_TAKES_IN_FLIGHT,
+            name="parley-rate-limits",
         )
 
     @classmethod
@@ -260,9 +271,14 @@ class RedisKeyValueStore:
         for _, rate, burst in buckets:
             args += (rate, burst)
         try:
-            waits = await self._take(keys=[key for key, _, _ in buckets], args=args)
+            async with asyncio.timeout(_TAKE_TIMEOUT):
+                waits = await self._take(keys=[key for key, _, _ in buckets], args=args)
         except RedisError as exc:
             raise _unavailable(exc) from exc
+        except TimeoutError:
+            raise UnavailableError(
+                f"key-value store did not answer within {_TAKE_TIMEOUT:g} s"
+            ) from None
         return [float(wait) for wait in waits]
 
     async def ping(self) -> None:

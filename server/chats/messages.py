@@ -105,7 +105,10 @@ class MessageService:
         self._rosters = rosters or Rosters(RosterCache())
         # Sends that arrive together are stored by one statement (PostgreSQL).
         self._appends: Batcher[_Append, int | None] = Batcher(
-            _store_appends, max_batch=_APPEND_BATCH, name="parley-message-appends"
+            _store_appends,
+            max_batch=_APPEND_BATCH,
+            max_in_flight=_APPENDS_IN_FLIGHT,
+            name="parley-message-appends",
         )
 
     # -- the send path --------------------------------------------------------
@@ -529,8 +532,10 @@ SELECT seq FROM m
 """
 
 
-# Sends stored by one statement at most.
+# Sends stored by one statement at most, and statements out at once (a
+# statement waiting on one conversation's lock does not hold up the rest).
 _APPEND_BATCH = 256
+_APPENDS_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,38 +556,50 @@ async def _store_appends(rows: list[_Append]) -> list[int | BaseException | None
     """Store sends that arrived together; each row's seq, or None when its conversation is gone.
 
     Several rows go in one statement that numbers them per conversation, in
-    arrival order. If that statement fails it has changed nothing (a resend's
-    ``client_msg_id`` hit the unique index, or a lock conflict with another
-    node), and the rows are stored one by one instead, each with its own outcome.
+    arrival order, and skips resends (a ``client_msg_id`` already stored by
+    that sender): those, and rows whose conversation is gone, come back without
+    a seq and are stored one by one (a resend then gets its stored message, a
+    vanished conversation None). If the statement fails on a conflict (a
+    resend stored by another node in the meantime, a deadlock), it changed
+    nothing and every row is stored one by one; any other failure (the
+    database unreachable) is every row's outcome, not retried, since a
+    statement whose reply was lost may have committed.
     """
     keys = {(r.conversation_id, r.sender_id, r.client_msg_id) for r in rows}
-    if len(rows) > 1 and len(keys) == len(rows):
-        try:
-            stored = await sql.fetch(
-                _APPEND_POSTGRES_MANY,
-                [
-                    [r.message_id for r in rows],
-                    [r.conversation_id for r in rows],
-                    [r.sender_id for r in rows],
-                    [r.client_msg_id for r in rows],
-                    [r.kind for r in rows],
-                    [r.body for r in rows],
-                    [r.created_at for r in rows],
-                    [r.searchable for r in rows],
-                ],
-            )
-        except Exception:
-            log.debug("a batch of %d sends failed; storing them one by one", len(rows))
-        else:
-            seqs = {str(row["id"]): int(row["seq"]) for row in stored}
-            return [seqs.get(r.message_id) for r in rows]
-    outcomes: list[int | BaseException | None] = []
-    for r in rows:
-        try:
-            outcomes.append(await _store_append(r))
-        except Exception as exc:
-            outcomes.append(exc)
-    return outcomes
+    if len(rows) == 1 or len(keys) != len(rows):
+        return [await _outcome(r) for r in rows]
+    try:
+        stored = await sql.fetch(
+            _APPEND_POSTGRES_MANY,
+            [
+                [r.message_id for r in rows],
+                [r.conversation_id for r in rows],
+                [r.sender_id for r in rows],
+                [r.client_msg_id for r in rows],
+                [r.kind for r in rows],
+                [r.body for r in rows],
+                [r.created_at for r in rows],
+                [r.searchable for r in rows],
+            ],
+        )
+    except Exception as exc:
+        if not _is_conflict(exc):
+            raise
+        log.debug("a batch of %d sends conflicted; storing them one by one", len(rows))
+        return [await _outcome(r) for r in rows]
+    seqs = {str(row["id"]): int(row["seq"]) for row in stored}
+    return [seqs[r.message_id] if r.message_id in seqs else await _outcome(r) for r in rows]
+
+
+def _is_conflict(exc: Exception) -> bool:
+    return isinstance(exc, IntegrityError) or "deadlock detected" in str(exc)
+
+
+async def _outcome(r: _Append) -> int | BaseException | None:
+    try:
+        return await _store_append(r)
+    except Exception as exc:
+        return exc
 
 
 async def _store_append(r: _Append) -> int | None:
@@ -616,13 +633,23 @@ WITH input AS (
     ) WITH ORDINALITY AS t(
         id, conversation_id, sender_id, client_msg_id, kind, body, created_at, searchable, ord
     )
+), fresh AS (
+    -- Resends (already stored by their sender) are left out; their senders get
+    -- the stored message. NULL senders (system messages) are never resends.
+    SELECT i.* FROM input i
+    WHERE NOT EXISTS (
+        SELECT 1 FROM messages m
+        WHERE m.conversation_id = i.conversation_id
+          AND m.sender_id = i.sender_id
+          AND m.client_msg_id = i.client_msg_id
+    )
 ), locked AS (
     SELECT c.id FROM conversations c
-    WHERE c.id IN (SELECT conversation_id FROM input)
+    WHERE c.id IN (SELECT conversation_id FROM fresh)
     ORDER BY c.id
     FOR UPDATE
 ), counts AS (
-    SELECT conversation_id, count(*) AS n FROM input GROUP BY conversation_id
+    SELECT conversation_id, count(*) AS n FROM fresh GROUP BY conversation_id
 ), s AS (
     UPDATE conversations c SET last_seq = c.last_seq + counts.n
     FROM counts JOIN locked ON locked.id = counts.conversation_id
@@ -634,7 +661,7 @@ WITH input AS (
     SELECT i.id, i.conversation_id,
            s.last_seq - s.n + row_number() OVER (PARTITION BY i.conversation_id ORDER BY i.ord),
            i.sender_id, i.client_msg_id, i.kind, i.body::jsonb, i.created_at
-    FROM input i JOIN s ON s.id = i.conversation_id
+    FROM fresh i JOIN s ON s.id = i.conversation_id
     RETURNING id, seq
 ), e AS (
     INSERT INTO events (kind, payload, created_at)

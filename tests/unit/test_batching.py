@@ -97,3 +97,25 @@ async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
     assert seen == [1, 2]
     with pytest.raises(asyncio.CancelledError):
         await cancelled
+
+
+async def test_a_hung_call_does_not_hold_up_the_next_batches() -> None:
+    """With two calls allowed out at once, a call that never returns blocks only its own items."""
+    release = asyncio.Event()
+
+    async def maybe_hang(items: list[int]) -> list[int]:
+        if 0 in items:
+            await release.wait()
+        return items
+
+    batcher: Batcher[int, int] = Batcher(maybe_hang, max_in_flight=2)
+    stuck = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(asyncio.gather(*(batcher.submit(i) for i in (1, 2, 3))), 1) == [
+        1,
+        2,
+        3,
+    ]
+    assert not stuck.done()
+    release.set()
+    assert await stuck == 0
