@@ -26,17 +26,14 @@ import asyncio
 import datetime
 import json
 import random
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
-import redis.asyncio as redis_asyncio
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -50,13 +47,13 @@ from bench.search.queries import QueryMix  # noqa: E402
 from bench.search.run import (  # noqa: E402
     BLOCKS,
     LISTED_BY,
-    PG_ADMIN,
-    REDIS_URL,
     git_state,
     indexer_caught_up,
     quiet,
+    scratch_deployment,
     vacuum,
     wait_quiet,
+    write_report,
 )
 from bench.search.scenarios import check_matches, make_searchers, search_request  # noqa: E402
 from bench.search.stats import summary  # noqa: E402
@@ -387,27 +384,6 @@ async def main() -> None:
     baseline = export(args.baseline)
     state = wait_quiet(args.wait_quiet, args.max_load) if args.wait_quiet else quiet()
     print(f"machine: load {state['loadavg']}, other runs {state['processes']}", flush=True)
-    name = f"parley_bench_search_ab_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    db_url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    keys = Path(f"/tmp/{name}-keys")
-    env = {
-        "PARLEY_DATABASE_URL": db_url,
-        "PARLEY_DATABASE_AUTO_MIGRATE": "true",
-        "PARLEY_DATABASE_POOL_MAX_SIZE": "20",
-        "PARLEY_REDIS_URL": REDIS_URL,
-        "PARLEY_AUTH_KEYS_DIR": str(keys),
-        "PARLEY_AUTH_ACCESS_TOKEN_TTL": "3600",
-        "PARLEY_SERVER_WORKERS": "2",
-        "PARLEY_AUTH_OTP_PER_IP_PER_HOUR": "100000",
-        "PARLEY_AUTH_OTP_RESEND_COOLDOWN": "0",
-        "PARLEY_LOG_LEVEL": "WARNING",
-    }
-    redis = redis_asyncio.Redis.from_url(REDIS_URL)
-    await redis.flushdb()
-    await redis.aclose()
     report: dict[str, Any] = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.search.ab", *sys.argv[1:]]),
@@ -419,27 +395,20 @@ async def main() -> None:
             for k in ("users", "directory", "requests", "concurrency", "match_runs", "book")
         },
     }
-    nodes: dict[str, ServerProcess] = {}
-    try:
-        # The new node migrates the database; the old one only serves it.
-        nodes["new"] = start_node(env, ROOT, "new")
-        nodes["old"] = start_node(env | {"PARLEY_DATABASE_AUTO_MIGRATE": "false"}, baseline, "old")
-        report |= await measure(args, nodes, db_url, keys)
-    finally:
-        for node in nodes.values():
-            node.stop()
-        admin = await asyncpg.connect(PG_ADMIN)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-        shutil.rmtree(keys, ignore_errors=True)
+    async with scratch_deployment("parley_bench_search_ab", workers=2) as (db_url, keys, env):
+        nodes: dict[str, ServerProcess] = {}
+        try:
+            # The new node migrates the database; the old one only serves it.
+            nodes["new"] = start_node(env, ROOT, "new")
+            nodes["old"] = start_node(
+                env | {"PARLEY_DATABASE_AUTO_MIGRATE": "false"}, baseline, "old"
+            )
+            report |= await measure(args, nodes, db_url, keys)
+        finally:
+            for node in nodes.values():
+                node.stop()
     report["at_end"] = quiet()
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = ROOT / "bench" / "results" / f"search-ab-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print()
-    print(markdown(report))
-    print(f"\nwritten to {out}")
+    write_report(report, "search-ab", markdown(report))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,57 @@ def git_state() -> dict[str, Any]:
         ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True
     )
     return {"commit": head.stdout.strip(), "dirty_files": len(dirty.stdout.splitlines())}
+
+
+@contextlib.asynccontextmanager
+async def scratch_deployment(
+    prefix: str, *, workers: int, keep: bool = False
+) -> AsyncIterator[tuple[str, Path, dict[str, str]]]:
+    """A new database, a key directory and an emptied Redis db for the nodes under test.
+
+    Yields the database URL, the key directory and the nodes' environment;
+    drops the database and the keys afterwards unless ``keep``.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    db_url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    keys = Path(f"/tmp/{name}-keys")
+    env = {
+        "PARLEY_DATABASE_URL": db_url,
+        "PARLEY_DATABASE_AUTO_MIGRATE": "true",
+        "PARLEY_DATABASE_POOL_MAX_SIZE": "20",
+        "PARLEY_REDIS_URL": REDIS_URL,
+        "PARLEY_AUTH_KEYS_DIR": str(keys),
+        "PARLEY_AUTH_ACCESS_TOKEN_TTL": "3600",
+        "PARLEY_SERVER_WORKERS": str(workers),
+        "PARLEY_AUTH_OTP_PER_IP_PER_HOUR": "100000",
+        "PARLEY_AUTH_OTP_RESEND_COOLDOWN": "0",
+        "PARLEY_LOG_LEVEL": "WARNING",
+    }
+    redis = redis_asyncio.Redis.from_url(REDIS_URL)
+    await redis.flushdb()
+    await redis.aclose()
+    try:
+        yield db_url, keys, env
+    finally:
+        if not keep:
+            admin = await asyncpg.connect(PG_ADMIN)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+            shutil.rmtree(keys, ignore_errors=True)
+
+
+def write_report(report: dict[str, Any], stem: str, tables: str) -> None:
+    """bench/results/<stem>-<timestamp>.json, then the tables and where the file went."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = ROOT / "bench" / "results" / f"{stem}-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print()
+    print(tables)
+    print(f"\nwritten to {out}")
 
 
 async def postgres_facts(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -328,27 +381,6 @@ async def main() -> None:
     args = parse_args()
     state = wait_quiet(args.wait_quiet, args.max_load) if args.wait_quiet else quiet()
     print(f"machine: load {state['loadavg']}, other runs {state['processes']}", flush=True)
-    name = f"parley_bench_search_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    db_url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    keys = Path(f"/tmp/{name}-keys")
-    env = {
-        "PARLEY_DATABASE_URL": db_url,
-        "PARLEY_DATABASE_AUTO_MIGRATE": "true",
-        "PARLEY_DATABASE_POOL_MAX_SIZE": "20",
-        "PARLEY_REDIS_URL": REDIS_URL,
-        "PARLEY_AUTH_KEYS_DIR": str(keys),
-        "PARLEY_AUTH_ACCESS_TOKEN_TTL": "3600",
-        "PARLEY_SERVER_WORKERS": str(args.workers),
-        "PARLEY_AUTH_OTP_PER_IP_PER_HOUR": "100000",
-        "PARLEY_AUTH_OTP_RESEND_COOLDOWN": "0",
-        "PARLEY_LOG_LEVEL": "WARNING",
-    }
-    redis = redis_asyncio.Redis.from_url(REDIS_URL)
-    await redis.flushdb()
-    await redis.aclose()
     report: dict[str, Any] = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.search.run", *sys.argv[1:]]),
@@ -369,25 +401,15 @@ async def main() -> None:
             "blocks": BLOCKS,
         },
     }
-    node = ServerProcess(env, name="bench-search").start(timeout=120)
-    try:
-        report |= await measure(args, node, db_url, keys)
-    finally:
-        node.stop()
-        if not args.keep:
-            admin = await asyncpg.connect(PG_ADMIN)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-            shutil.rmtree(keys, ignore_errors=True)
+    deployment = scratch_deployment("parley_bench_search", workers=args.workers, keep=args.keep)
+    async with deployment as (db_url, keys, env):
+        node = ServerProcess(env, name="bench-search").start(timeout=120)
+        try:
+            report |= await measure(args, node, db_url, keys)
+        finally:
+            node.stop()
     report["at_end"] = quiet()
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    suffix = "-quick" if args.quick else ""
-    out = ROOT / "bench" / "results" / f"search-{stamp}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print()
-    print(markdown(report))
-    print(f"\nwritten to {out}")
+    write_report(report, "search" + ("-quick" if args.quick else ""), markdown(report))
 
 
 if __name__ == "__main__":

@@ -61,11 +61,6 @@ class Indexer:
         self._batch = batch
         self._idle = idle
         self._lease = Lease(kv, f"indexer:{NAME}", ttl=lease_ttl)
-        self._wake = asyncio.Event()
-
-    def wake(self) -> None:
-        """A local write happened: look now rather than at the next poll."""
-        self._wake.set()
 
     # -- the loop -----------------------------------------------------------------
 
@@ -94,9 +89,7 @@ class Indexer:
             except Exception:
                 log.exception("indexer step failed; retrying")
                 await asyncio.sleep(1.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle)
-            self._wake.clear()
+            await asyncio.sleep(self._idle)
 
     async def position(self) -> int:
         state = await IndexerState.get_or_none(name=NAME)

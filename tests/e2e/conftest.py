@@ -28,19 +28,21 @@ BASE_ENV = {
 }
 
 
+def embedded_env(root: Path) -> dict[str, str]:
+    """A node on the embedded defaults (SQLite file, in-memory fan-out and kv) under ``root``."""
+    return {
+        **BASE_ENV,
+        "PARLEY_DATABASE_URL": f"sqlite://{root}/parley.sqlite3",
+        "PARLEY_AUTH_KEYS_DIR": str(root / "keys"),
+        "PARLEY_MEDIA_DIR": str(root / "media"),
+    }
+
+
 @pytest.fixture(scope="session")
 def sqlite_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One node on the embedded defaults: SQLite file, in-memory fan-out and kv."""
     root: Path = tmp_path_factory.mktemp("sqlite-node")
-    node = ServerProcess(
-        {
-            **BASE_ENV,
-            "PARLEY_DATABASE_URL": f"sqlite://{root}/parley.sqlite3",
-            "PARLEY_AUTH_KEYS_DIR": str(root / "keys"),
-            "PARLEY_MEDIA_DIR": str(root / "media"),
-        },
-        name="sqlite-node",
-    ).start()
+    node = ServerProcess(embedded_env(root), name="sqlite-node").start()
     yield node
     node.stop()
 

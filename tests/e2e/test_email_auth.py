@@ -22,7 +22,7 @@ import pytest
 
 from client import ParleyApiError, ParleyClient
 from client.sdk import SESSION_REVOKED
-from tests.e2e.conftest import BASE_ENV
+from tests.e2e.conftest import embedded_env
 from tests.support.server import ServerProcess, link_token
 
 # argon2id at its cheapest settings, so the many sign-ins here take milliseconds.
@@ -36,20 +36,12 @@ FAILURES_PER_ACCOUNT = 3
 NO_IP_LIMIT = {"PARLEY_AUTH_LOGIN_FAILURES_PER_IP": "100000"}
 
 
-def sqlite_env(root: Path) -> dict[str, str]:
-    return {
-        **BASE_ENV,
-        "PARLEY_DATABASE_URL": f"sqlite://{root}/parley.sqlite3",
-        "PARLEY_AUTH_KEYS_DIR": str(root / "keys"),
-    }
-
-
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One embedded node with cheap argon2 and a per-account limit of three failed sign-ins."""
     root: Path = tmp_path_factory.mktemp("email-auth-node")
     env = {
-        **sqlite_env(root),
+        **embedded_env(root),
         **CHEAP_ARGON2,
         **NO_IP_LIMIT,
         "PARLEY_AUTH_LOGIN_FAILURES_PER_ACCOUNT": str(FAILURES_PER_ACCOUNT),
@@ -620,7 +612,7 @@ async def test_failed_sign_ins_are_rate_limited_per_account(
 
 async def test_argon2_does_not_block_the_event_loop(tmp_path: Path) -> None:
     """With the default argon2 cost, /healthz answers fast while 20 sign-ins hash in threads."""
-    server = ServerProcess({**sqlite_env(tmp_path), **NO_IP_LIMIT}, name="argon2-default").start()
+    server = ServerProcess({**embedded_env(tmp_path), **NO_IP_LIMIT}, name="argon2-default").start()
     try:
         async with (
             httpx.AsyncClient(base_url=server.url, timeout=60) as http,
@@ -743,7 +735,7 @@ async def test_logout_ends_the_session(node: ServerProcess, http: httpx.AsyncCli
 
 async def test_sign_in_rehashes_with_new_argon2_parameters(tmp_path: Path) -> None:
     """A node restarted with other argon2 parameters rehashes the password at the next sign-in."""
-    env = {**sqlite_env(tmp_path), **CHEAP_ARGON2}
+    env = {**embedded_env(tmp_path), **CHEAP_ARGON2}
     account = new_account()
     first = ServerProcess(env, name="argon2-before").start()
     try:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from client import ParleyClient
-from tests.e2e.conftest import BASE_ENV
+from tests.e2e.conftest import embedded_env
 from tests.support.clients import signed_in_client
 from tests.support.raw_sockets import StalledPeer, WebSocketPeer
 from tests.support.server import ServerProcess
@@ -35,17 +35,7 @@ UNLIMITED = {
 
 
 def start_node(root: Path, name: str, **env: str) -> ServerProcess:
-    return ServerProcess(
-        {
-            **BASE_ENV,
-            **UNLIMITED,
-            "PARLEY_DATABASE_URL": f"sqlite://{root}/parley.sqlite3",
-            "PARLEY_AUTH_KEYS_DIR": str(root / "keys"),
-            "PARLEY_MEDIA_DIR": str(root / "media"),
-            **env,
-        },
-        name=name,
-    ).start()
+    return ServerProcess({**embedded_env(root), **UNLIMITED, **env}, name=name).start()
 
 
 @pytest.fixture(scope="module")

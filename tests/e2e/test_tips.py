@@ -22,7 +22,7 @@ from client import ParleyClient
 from client.account import ethereum_signer
 from client.sdk import ParleyApiError
 from client.tips import sign_prepared, transaction_for_signing
-from tests.e2e.conftest import BASE_ENV
+from tests.e2e.conftest import BASE_ENV, embedded_env
 from tests.support.clients import signed_in_client
 from tests.support.ganache import CHAIN_ID, ETH, Ganache
 from tests.support.server import ServerProcess
@@ -534,16 +534,7 @@ def lonely_chain() -> Iterator[Ganache]:
 
 
 def _sqlite_node(root: Path, name: str, **env: str) -> ServerProcess:
-    return ServerProcess(
-        {
-            **BASE_ENV,
-            "PARLEY_DATABASE_URL": f"sqlite://{root}/parley.sqlite3",
-            "PARLEY_AUTH_KEYS_DIR": str(root / "keys"),
-            "PARLEY_MEDIA_DIR": str(root / "media"),
-            **env,
-        },
-        name=name,
-    ).start()
+    return ServerProcess({**embedded_env(root), **env}, name=name).start()
 
 
 async def test_the_ethereum_node_going_away_is_a_clear_error_and_changes_nothing(
