@@ -28,7 +28,7 @@ from server.chats.routes import router as chats_router
 from server.contacts.routes import router as contacts_router
 from server.container import Services, build_services
 from server.devices.routes import router as devices_router
-from server.drain import RefuseNewSockets, drain_on_sigterm
+from server.drain import RefuseNewSockets, drain_on_sigterm, follow_supervisor
 from server.errors import install_error_handlers
 from server.media.routes import router as media_router
 from server.middleware import RequestContextMiddleware
@@ -174,4 +174,5 @@ def create_app_from_env() -> Any:
     """uvicorn factory entry: settings and logging from the environment."""
     settings = load_settings()
     configure_logging(settings.log)
+    follow_supervisor()
     return create_app(settings)

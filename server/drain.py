@@ -9,13 +9,26 @@ balancer, to another node (pending long-polls end at once). Only then does
 uvicorn's own shutdown begin: it stops accepting and lets in-flight HTTP
 requests finish within ``PARLEY_SERVER_DRAIN_GRACE_SECONDS``. A second SIGTERM
 skips the drain.
+
+A shutdown never keeps a node alive: if the process has not exited
+``_EXIT_MARGIN`` seconds after the drain and the grace period should have
+ended, it logs what every thread and task was doing and exits. A worker of
+``parley serve --workers N`` is told to drain (SIGTERM) when its supervisor
+dies, rather than serving on alone, unsupervised, on the shared port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import faulthandler
+import io
 import logging
+import multiprocessing
+import os
 import signal
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
@@ -42,6 +55,10 @@ _SPREAD_CAP = 1.0
 # How long, past the spread, in-flight events may take to finish (one budget
 # for the whole drain) before the remaining sockets are dropped anyway.
 _SETTLE_CAP = 5.0
+# How long, past the drain and the grace period, closing the pools may take
+# before the process gives up on a clean shutdown.
+_EXIT_MARGIN = 15.0
+_PR_SET_PDEATHSIG = 1
 
 
 def drain_timings(grace: float) -> tuple[float, float]:
@@ -57,7 +74,8 @@ def drain_on_sigterm(services: Services) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     previous: Any = signal.getsignal(signal.SIGTERM)
     tasks: set[asyncio.Task[None]] = set()
-    spread, settle = drain_timings(float(services.settings.server.drain_grace_seconds))
+    grace = float(services.settings.server.drain_grace_seconds)
+    spread, settle = drain_timings(grace)
 
     def hand_over() -> None:
         if callable(previous):
@@ -76,6 +94,7 @@ def drain_on_sigterm(services: Services) -> Iterator[None]:
             loop.call_soon_threadsafe(hand_over)
             return
         services.draining = True
+        _exit_if_stuck(loop, spread + settle + grace + _EXIT_MARGIN)
 
         def start() -> None:
             task = loop.create_task(drain())
@@ -89,6 +108,46 @@ def drain_on_sigterm(services: Services) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_if_stuck(loop: asyncio.AbstractEventLoop, limit: float) -> None:
+    """Exit the process if it is still running ``limit`` seconds from now."""
+
+    def expire() -> None:
+        stacks = io.StringIO()
+        with contextlib.suppress(RuntimeError):  # the task set changed under us
+            for task in list(asyncio.all_tasks(loop)):
+                task.print_stack(limit=8, file=stacks)
+        log.error(
+            "shutdown not finished %g s after SIGTERM: exiting without it; tasks:\n%s",
+            limit,
+            stacks.getvalue(),
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(1)
+
+    timer = threading.Timer(limit, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def follow_supervisor() -> None:
+    """In a worker process: drain (SIGTERM) when the process that started it dies.
+
+    ``parley serve --workers N`` runs workers under uvicorn's supervisor; if the
+    supervisor is killed (SIGKILL, the OOM killer) its workers would otherwise
+    keep serving on the shared port, unsupervised and out of reach of the next
+    SIGTERM. Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a no-op.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        log.warning("could not ask to be told of the supervisor's death")
+        return
+    if os.getppid() != parent.pid:  # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class RefuseNewSockets:

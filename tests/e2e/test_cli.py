@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -120,6 +122,53 @@ async def test_two_workers_share_redis(tmp_path: Path, cluster_env: dict[str, st
         finally:
             for c in clients:
                 await c.close()
+    finally:
+        node.stop()
+        await drop_postgres_database(url)
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The uvicorn worker processes started by the supervisor ``pid``."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        int(child)
+        for child in children
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited; nobody may be reaping it
+
+
+async def test_workers_drain_and_exit_when_their_supervisor_is_killed(
+    tmp_path: Path, cluster_env: dict[str, str]
+) -> None:
+    """SIGKILL of `parley serve --workers 2`'s supervisor: its workers do not serve on alone."""
+    url = await create_postgres_database("parley_orphans")
+    env = {
+        **cluster_env,
+        "PARLEY_DATABASE_URL": url,
+        "PARLEY_REDIS_URL": redis_url(REDIS_E2E_DB),
+        "PARLEY_SERVER_WORKERS": "2",
+        "PARLEY_AUTH_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    node = ServerProcess(env, name="orphans").start()
+    try:
+        assert node.proc is not None
+        workers = _workers_of(node.proc.pid)
+        assert len(workers) == 2
+        node.proc.send_signal(signal.SIGKILL)  # the supervisor alone, not its group
+        node.proc.wait(5)
+        deadline = time.monotonic() + 20
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(_running, workers)), "a worker outlived its supervisor"
+        node.wait_for_record(lambda r: r.get("message") == "SIGTERM: draining")
     finally:
         node.stop()
         await drop_postgres_database(url)

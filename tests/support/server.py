@@ -60,6 +60,9 @@ class ServerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            # Its own process group: stopping the node stops every worker of
+            # `--workers N`, even one that outlived its supervisor.
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -149,15 +152,26 @@ class ServerProcess:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if sig == signal.SIGKILL:
+                self._signal_group(sig)
+            else:
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                self._signal_group(signal.SIGKILL)
                 self.proc.wait(5)
+        # A worker still running once its supervisor is gone would hold the log
+        # pipe open (and the reader thread with it) for ever.
+        self._signal_group(signal.SIGKILL)
         self._reader.join(5)
-        if self.proc.stderr is not None:
+        if self.proc.stderr is not None and not self._reader.is_alive():
             self.proc.stderr.close()
+
+    def _signal_group(self, sig: int) -> None:
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
