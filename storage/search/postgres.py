@@ -163,14 +163,21 @@ LIMIT $4 OFFSET $5
 # rows. A common first name or a prefix ("maria", "ma") matches thousands of
 # people at 0.3; ranking them all is what makes a search slow.
 #
-# - By score alone: look first among the people scoring at least 1.0, then 0.6.
-#   When a tier fills the page, every person outside it scores lower than the
-#   page's last (no similarity lies within 0.00005 below 1 or 0.6 for names
-#   this short, so rounding cannot make one tie).
+# - By score alone: look first among the people scoring at least 1.0, then
+#   0.6, 0.5 and 0.4. When a tier fills the page, every person outside it scores
+#   lower than the page's last. Rounding to four places cannot make one tie
+#   across a threshold: a similarity is a ratio a/b of trigram counts with b
+#   under 600 (a query of 200 characters, a name of 266), so one that is not
+#   exactly a threshold p/10 is more than 1/6000 away from it, and one that is
+#   passes it in float4 (tests/integration/test_search_tiers.py checks both).
+#   The lower tiers are the ones full names fill: "federico garcia" has 18
+#   people at 0.6 or more, 428 at 0.5 and 3,946 at 0.3 (everyone called
+#   Federico or Garcia), "maria menloza" 15, 36 and 4,690; a failed tier costs
+#   a few milliseconds, a tier of thousands tens of them.
 # - With interests: people sharing all of them (found with the GIN index on the
 #   array) rank before everyone else, and people sharing at least one before
 #   those sharing none; when a tier fills the page, that is the page.
-TIERS = (1.0, 0.6)
+TIERS = (1.0, 0.6, 0.5, 0.4)
 
 
 # Messages holding every query word as a word score exactly 1 and rank first,

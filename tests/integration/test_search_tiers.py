@@ -1,7 +1,7 @@
 """PostgreSQL's search shortcuts return exactly the ranking the contract defines.
 
 The PostgreSQL index answers most people searches from a narrower query first
-(names scoring 1.0, then 0.6; people sharing all the interests, then any)
+(names scoring 1.0, then 0.6, 0.5 and 0.4; people sharing all the interests, then any)
 and falls back to the full ranking only when that does not fill the page.
 Here a crowd with many equal names and interests is searched page by page,
 and every page is compared with ``base.rank_people`` (the reference the
@@ -11,6 +11,7 @@ SQLite backend ranks with) applied to everyone.
 from __future__ import annotations
 
 import random
+import struct
 import uuid
 from collections.abc import AsyncIterator
 
@@ -25,7 +26,7 @@ from storage.search.base import (
     prepare_people,
     rank_people,
 )
-from storage.search.postgres import PostgresSearchIndex
+from storage.search.postgres import TIERS, PostgresSearchIndex
 
 FIRST = ["Maria", "Mario", "Marian", "John", "Jon", "Johanna", "Ana", "Anna", "Li", "Zoë"]
 LAST = ["Garcia", "Garcias", "Smith", "Smyth", "Nguyen", "Ng", "Lopez", "Brown", "Kim", "Ito"]
@@ -131,3 +132,19 @@ async def test_every_page_equals_the_reference_ranking(
             assert got == want, f"q={query!r} interests={interests} offset={offset}"
             checked += len(want)
     assert checked > 1000  # most pages are full
+
+
+def test_no_similarity_rounds_onto_a_tier_threshold_from_below() -> None:
+    """A tier keeps the people whose float4 similarity is at least its threshold;
+    the ranking rounds scores to four places. No similarity that a tier leaves
+    out may round to the score of one it keeps: every ratio a/b a similarity can
+    be (b < 600) below a threshold rounds below it, and one equal to it passes."""
+    for threshold in TIERS:
+        floor = round(threshold - 0.00005, 6)
+        for b in range(1, 600):
+            for a in range(int(floor * b), int(threshold * b) + 2):
+                value = struct.unpack("f", struct.pack("f", a / b))[0]  # float4, as pg_trgm
+                kept = value >= threshold
+                assert kept or round(a / b, 4) < threshold, (threshold, a, b)
+                if a * 10 == round(threshold * 10) * b:  # exactly the threshold
+                    assert kept, (threshold, a, b)
