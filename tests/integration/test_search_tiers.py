@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from config.settings import DatabaseSettings
+from storage import sql
 from storage.search.base import (
     PeopleSearch,
     PersonCandidate,
@@ -103,7 +104,22 @@ async def test_every_page_equals_the_reference_ranking(
     filled: tuple[PostgresSearchIndex, list[PersonDoc]],
 ) -> None:
     """Names, interests and both, pages 1-3, with exclusions and contacts: same as the reference."""
+    await compare_every_page(*filled)
+
+
+@pytest.mark.parametrize("db", ["postgres"], indirect=True)
+async def test_every_page_equals_the_reference_ranking_when_walking(
+    filled: tuple[PostgresSearchIndex, list[PersonDoc]],
+) -> None:
+    """The same with a walk over ids taken wherever the common name words suggest one."""
     index, docs = filled
+    await sql.connection().execute_script("ANALYZE search_people")
+    index.WALK_GAIN = 0.0  # walk whenever a level is predicted, however dear
+    await compare_every_page(index, docs)
+    assert index.walks >= 10  # "maria", "mari", "john smith", "garcia"... were walked
+
+
+async def compare_every_page(index: PostgresSearchIndex, docs: list[PersonDoc]) -> None:
     rng = random.Random(7)
     excluded = {d.user_id for d in rng.sample(docs, 40)}
     contacts = {d.user_id for d in rng.sample(docs, 300)}

@@ -161,9 +161,6 @@ def test_token_is_refused_at_exactly_exp(key: Ed25519PrivateKey) -> None:
     verifier = AccessTokenVerifier([key.public_key()], issuer=ISSUER, audience=AUDIENCE, leeway=0)
     token = make_issuer(key).issue(user_id="u", session_id="s", now=T0)
     assert verifier.verify(token, now=T0 + TTL - 1).user_id == "u"
-    # BUG: crypto/tokens.py `if claims["exp"] + self._leeway < now` accepts now == exp + leeway;
-    # RFC 7519 §4.1.4 says the token MUST NOT be accepted on or after exp (PyJWT, used when
-    # now is None, rejects it: `exp <= now - leeway`). Should be `<=`.
     with pytest.raises(TokenExpiredError):
         verifier.verify(token, now=T0 + TTL)
 
@@ -397,6 +394,64 @@ def test_rotation_retiring_old_key_refuses_its_tokens() -> None:
     old_key, new_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     old_token = make_issuer(old_key).issue(user_id="u", session_id="s")
     assert_invalid(make_verifier(new_key.public_key()), old_token)
+
+
+def test_rotation_refuses_a_dropped_keys_token_verified_before() -> None:
+    """A token verified (and remembered) under a key is refused once that key is dropped."""
+    old_key, new_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    verifier = make_verifier(old_key.public_key(), new_key.public_key())
+    old_token = make_issuer(old_key).issue(user_id="u", session_id="s")
+    new_token = make_issuer(new_key).issue(user_id="v", session_id="t")
+    assert verifier.verify(old_token).user_id == "u"
+    assert verifier.verify(new_token).user_id == "v"
+    verifier.set_keys([new_key.public_key()])
+    assert_invalid(verifier, old_token)
+    assert verifier.verify(new_token).user_id == "v"
+
+
+# --- verified tokens remembered ---------------------------------------------------------------
+
+
+def test_a_remembered_token_expires_on_time(
+    issuer: AccessTokenIssuer, verifier: AccessTokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same token again is answered from memory, and refused once its exp (+ leeway) passes."""
+    issued = time.time()
+    token = issuer.issue(user_id="u", session_id="s", now=issued)
+    first = verifier.verify(token)
+    monkeypatch.setattr("crypto.tokens.jwt.decode", _no_decode)
+    assert verifier.verify(token) is first  # not parsed or verified again
+    monkeypatch.setattr("crypto.tokens.time.time", lambda: issued + TTL + LEEWAY)
+    with pytest.raises(TokenExpiredError):
+        verifier.verify(token)
+    with pytest.raises(AssertionError, match="decoded again"):
+        verifier.verify(token)  # forgotten: verified from scratch (and expired there too)
+
+
+def _no_decode(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("decoded again")
+
+
+def test_a_tampered_copy_of_a_remembered_token_is_refused(
+    issuer: AccessTokenIssuer, verifier: AccessTokenVerifier
+) -> None:
+    token = issuer.issue(user_id="u", session_id="s")
+    assert verifier.verify(token).user_id == "u"
+    head, body, signature = token.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    forged["sub"] = "someone-else"
+    assert_invalid(verifier, f"{head}.{b64url_json(forged)}.{signature}")
+
+
+def test_remembered_tokens_are_bounded(
+    key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("crypto.tokens.VERIFIED_CACHE_SIZE", 3)
+    verifier = make_verifier(key.public_key())
+    tokens = [make_issuer(key).issue(user_id=f"u{i}", session_id="s") for i in range(5)]
+    for token in tokens:
+        verifier.verify(token)
+    assert list(verifier._verified) == tokens[2:]
 
 
 # --- refresh tokens ---------------------------------------------------------------------------
