@@ -182,7 +182,7 @@ LIMIT $4 OFFSET $5
 # - With interests: people sharing all of them (found with the GIN index on the
 #   array) rank before everyone else, and people sharing at least one before
 #   those sharing none; when a tier fills the page, that is the page.
-TIERS = (1.0, 0.6, 0.5, 0.4)
+TIERS: tuple[float, ...] = (1.0, 0.6, 0.5, 0.4)
 
 
 # A name thousands of people share ("maria", or "mar", which starts the
