@@ -5,7 +5,8 @@
     .venv/bin/python -m bench.search.index_ab parley_bench_search_<id> --no-walk
 
 "base" is the index as shipped; "other" is the same with the old name tiers
-(``--tiers``) or without the walk (``--no-walk``). Every search of the mix
+(``--tiers``), without the walk (``--no-walk``) or without the "all but one"
+interest tier (``--no-most``). Every search of the mix
 (``bench.search.queries``, every other one with three profile interests, as
 the route passes them) goes to both, alternating which goes first, and the
 two pages must be equal: the configurations may differ in speed only. The
@@ -44,6 +45,9 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--tiers", help="the other side's name tiers, e.g. 1.0,0.6")
     parser.add_argument("--no-walk", action="store_true", help="the other side never walks")
+    parser.add_argument(
+        "--no-most", action="store_true", help='the other side has no "all but one" interest tier'
+    )
     args = parser.parse_args()
     generator, people = PeopleGenerator(1), list[Person]()  # as run.py seeded them
     while len(people) < args.users:
@@ -55,6 +59,8 @@ async def main() -> None:
     base, other = pg.PostgresSearchIndex(), pg.PostgresSearchIndex()
     if args.no_walk:
         other.WALK_GAIN = float("inf")
+    if args.no_most:
+        other.MOST_UP_TO = 0
     shipped = pg.TIERS
     tiers = tuple(float(t) for t in args.tiers.split(",")) if args.tiers else shipped
     seconds: dict[str, list[float]] = {"base": [], "other": []}
@@ -89,7 +95,7 @@ async def main() -> None:
         pg.TIERS = shipped
         await close_database()
     print(f"{args.requests} searches, the same page from both every time")
-    other_label = f"tiers {tiers}, walk {not args.no_walk}"
+    other_label = f"tiers {tiers}, walk {not args.no_walk}, all but one {not args.no_most}"
     for name, label in (("base", "as shipped"), ("other", other_label)):
         print(f"  {name} ({label}): {summary(seconds[name])}")
     print(f"  walks: base {base.walks}, other {other.walks}; slowest as shipped:")
