@@ -249,5 +249,9 @@ class Indexer:
                 cursor += batch
         await IndexerState.filter(name=NAME).delete()
         await IndexerState.create(name=NAME, position=last)
+        if sql.is_postgres():
+            # Fresh statistics at once, not at autovacuum's next pass: the most
+            # common name words choose how names are searched (migration 0006).
+            await sql.connection().execute_script("ANALYZE search_people, phone_directory")
         log.info("reindexed", extra={"people": people, "position": last})
         return last

@@ -163,6 +163,21 @@ async def wipe_index(backend: Backend) -> None:
         await conn.close()
 
 
+async def last_analyzed(backend: Backend) -> float | None:
+    """When PostgreSQL last analyzed search_people by hand (epoch seconds), if ever."""
+    if backend.sqlite_path is not None:
+        return None
+    conn = await asyncpg.connect(backend.env["PARLEY_DATABASE_URL"])
+    try:
+        value: float | None = await conn.fetchval(
+            "SELECT extract(epoch FROM last_analyze)::float8 FROM pg_stat_user_tables"
+            " WHERE relname = 'search_people'"
+        )
+        return value
+    finally:
+        await conn.close()
+
+
 async def reindex(backend: Backend) -> str:
     """`parley reindex` against the (stopped) node's database; its output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
@@ -336,8 +351,11 @@ async def test_indexer_catches_up_after_a_restart_and_reindex_rebuilds_the_same_
         # Lose the index, rebuild it from the database with the node stopped.
         node.stop()
         await wipe_index(backend)
+        analyzed = await last_analyzed(backend)
         output = await reindex(backend)
         assert "search index rebuilt" in output
+        if backend.sqlite_path is None:  # fresh statistics for the name-word walk
+            assert (await last_analyzed(backend) or 0) > (analyzed or 0)
         node.start()
         assert await snapshot(world) == caught_up
 
