@@ -284,7 +284,10 @@ class NameWords:
         walk = need * self.people / total + (total - people)
         tiers = (at_least(expected, t) for t in (*TIERS, SIMILARITY_THRESHOLD))
         tier = next(n for n in tiers if n >= need)
-        return level - 0.0002 if walk * gain < tier else None
+        if walk * gain >= tier:
+            return None
+        # Just below the level, never below the contract's threshold.
+        return max(level - 0.0002, SIMILARITY_THRESHOLD)
 
 
 # Messages holding every query word as a word score exactly 1 and rank first,
