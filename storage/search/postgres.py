@@ -241,7 +241,8 @@ class NameWords:
     def __init__(self, refresh: float = 300.0) -> None:
         self.refresh = refresh
         self.people = 0.0
-        self._by_start: dict[str, list[tuple[str, float]]] = {}
+        # By their first two letters: (trigrams, people carrying the word).
+        self._by_start: dict[str, list[tuple[list[str], float]]] = {}
         self._read_at = float("-inf")
 
     async def update(self, connection: Any) -> None:
@@ -249,12 +250,12 @@ class NameWords:
             return
         self._read_at = time.monotonic()
         row = await connection.fetchrow(_NAME_WORDS)
-        by_start: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        by_start: dict[str, list[tuple[list[str], float]]] = defaultdict(list)
         people = float(row["people"]) if row is not None and row["people"] else 0.0
         if row is not None and row["words"] is not None:
             for word, freq in zip(row["words"], row["freqs"], strict=False):
                 if word:
-                    by_start[word[:2]].append((word, float(freq) * people))
+                    by_start[word[:2]].append((trigram_list(word), float(freq) * people))
         self._by_start, self.people = dict(by_start), people
 
     def scores(self, query: str) -> list[tuple[float, float]]:
@@ -264,7 +265,7 @@ class NameWords:
         found: dict[float, float] = defaultdict(float)
         for word in set(query.split()):
             for common, people in self._by_start.get(word[:2], ()):
-                similarity = word_similarity_of(needle, trigram_list(common))
+                similarity = word_similarity_of(needle, common)
                 if similarity >= SIMILARITY_THRESHOLD:
                     found[similarity] += people
         return sorted(found.items(), reverse=True)
@@ -484,15 +485,15 @@ class PostgresSearchIndex:
         walked = await _fetch(
             connection, _PEOPLE_WALK, search.query, *audience, need, self.WALK_VISITS
         )
-        await connection.execute(_TIER_PLAN)
-        if len(walked) < need:
-            return None  # too few within the visits allowed: the tiers will do
-        lowest: Decimal = min(r["score"] for r in walked)
-        if lowest <= Decimal(str(start)) + Decimal("0.0001"):
-            return None  # someone below the start might round to the lowest score
+        # Too few within the visits allowed, or someone below the start might
+        # round to the lowest score: the tiers will do.
+        lowest: Decimal = min((r["score"] for r in walked), default=Decimal(0))
+        if len(walked) < need or lowest <= Decimal(str(start)) + Decimal("0.0001"):
+            await connection.execute(_TIER_PLAN)
+            return None
         above: list[Any] = []
         if lowest < 1:
-            await connection.execute(_threshold(float(lowest) + 0.00004))
+            await connection.execute(f"{_TIER_PLAN}; {_threshold(float(lowest) + 0.00004)}")
             above = await _fetch(connection, _people_by_query(0), search.query, *audience, need, 0)
         best = {r["user_id"]: r for r in (*walked, *above)}
         return sorted(best.values(), key=lambda r: (-r["score"], r["user_id"]))[:need]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -102,16 +103,21 @@ async def test_server_refuses_a_schema_behind_the_code() -> None:
         await drop_postgres_database(url)
 
 
-async def test_two_workers_share_redis(tmp_path: Path, cluster_env: dict[str, str]) -> None:
-    """`parley serve --workers 2` on PostgreSQL + Redis serves sign-in and messaging."""
-    url = await create_postgres_database("parley_workers")
-    env = {
+def two_workers_env(cluster_env: dict[str, str], url: str, root: Path) -> dict[str, str]:
+    """`parley serve --workers 2` on the database ``url`` and the e2e Redis."""
+    return {
         **cluster_env,
         "PARLEY_DATABASE_URL": url,
         "PARLEY_REDIS_URL": redis_url(REDIS_E2E_DB),
         "PARLEY_SERVER_WORKERS": "2",
-        "PARLEY_AUTH_KEYS_DIR": str(tmp_path / "keys"),
+        "PARLEY_AUTH_KEYS_DIR": str(root / "keys"),
     }
+
+
+async def test_two_workers_share_redis(tmp_path: Path, cluster_env: dict[str, str]) -> None:
+    """`parley serve --workers 2` on PostgreSQL + Redis serves sign-in and messaging."""
+    url = await create_postgres_database("parley_workers")
+    env = two_workers_env(cluster_env, url, tmp_path)
     node = ServerProcess(env, name="two-workers").start()
     try:
         clients = [await signed_in_client(node, f"w{i}") for i in range(4)]
@@ -145,30 +151,32 @@ def _running(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; nobody may be reaping it
 
 
+def _all_exited(pids: list[int], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(map(_running, pids)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 async def test_workers_drain_and_exit_when_their_supervisor_is_killed(
     tmp_path: Path, cluster_env: dict[str, str]
 ) -> None:
     """SIGKILL of `parley serve --workers 2`'s supervisor: its workers do not serve on alone."""
     url = await create_postgres_database("parley_orphans")
-    env = {
-        **cluster_env,
-        "PARLEY_DATABASE_URL": url,
-        "PARLEY_REDIS_URL": redis_url(REDIS_E2E_DB),
-        "PARLEY_SERVER_WORKERS": "2",
-        "PARLEY_AUTH_KEYS_DIR": str(tmp_path / "keys"),
-    }
+    env = two_workers_env(cluster_env, url, tmp_path)
     node = ServerProcess(env, name="orphans").start()
     try:
         assert node.proc is not None
         workers = _workers_of(node.proc.pid)
         assert len(workers) == 2
         node.proc.send_signal(signal.SIGKILL)  # the supervisor alone, not its group
-        node.proc.wait(5)
-        deadline = time.monotonic() + 20
-        while any(map(_running, workers)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(map(_running, workers)), "a worker outlived its supervisor"
-        node.wait_for_record(lambda r: r.get("message") == "SIGTERM: draining")
+        await asyncio.to_thread(node.proc.wait, 5)
+        assert await asyncio.to_thread(_all_exited, workers, 20), "a worker outlived its supervisor"
+        await asyncio.to_thread(
+            node.wait_for_record, lambda r: r.get("message") == "SIGTERM: draining"
+        )
     finally:
         node.stop()
         await drop_postgres_database(url)
