@@ -29,6 +29,19 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def gc_threshold_values(value: str) -> tuple[int, ...]:
+    """``"50000,20,100"`` -> (50000, 20, 100); ``""`` -> () (Python's own)."""
+    if not value.strip():
+        return ()
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ValueError('three whole numbers, as gc.set_threshold: "50000,20,100"')
+    young, middle, old = (int(p) for p in parts)
+    if not 100 <= young <= 10_000_000 or not 1 <= middle <= 1000 or not 1 <= old <= 1000:
+        raise ValueError("young generation 100..10000000, the multipliers 1..1000")
+    return young, middle, old
+
+
 class ServerSettings(_Section):
     # Where people reach this deployment: e-mailed links and Sign-In with
     # Ethereum messages (domain, URI) are built from it.
@@ -57,6 +70,22 @@ class ServerSettings(_Section):
     # envelopes are ciphertext and barely compress, deflate costs CPU per
     # recipient, and a compressed socket cannot share the fan-out's one frame.
     ws_compression: bool = False
+    # Python's garbage collector (server/collector.py): the young-generation
+    # threshold and the two multipliers, as gc.set_threshold ("" keeps
+    # Python's 700,10,10), and whether to freeze what startup allocated.
+    gc_threshold: str = "50000,20,100"
+    gc_freeze: bool = True
+
+    @field_validator("gc_threshold")
+    @classmethod
+    def _gc_threshold(cls, value: str) -> str:
+        gc_threshold_values(value)
+        return value.strip()
+
+    @property
+    def gc_thresholds(self) -> tuple[int, ...]:
+        return gc_threshold_values(self.gc_threshold)
+
     # The built web client served at / (default: web/dist of this checkout).
     web_dir: Path | None = None
 

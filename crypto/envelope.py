@@ -540,8 +540,74 @@ def parse_envelope(envelope: object) -> ParsedEnvelope:
     raw_recipients = data["recipients"]
     if not isinstance(raw_recipients, list) or not 1 <= len(raw_recipients) <= MAX_RECIPIENTS:
         raise EnvelopeError(f"recipients: not a list of 1..{MAX_RECIPIENTS} entries")
+    recipients = _well_formed_recipients(raw_recipients) or _recipients(raw_recipients)
+    return ParsedEnvelope(
+        header=header,
+        recipients=tuple(recipients),
+        nonce=_decode("nonce", data["nonce"], NONCE_BYTES, NONCE_BYTES),
+        ciphertext=_decode("ciphertext", data["ciphertext"], GCM_TAG_BYTES, MAX_CIPHERTEXT_BYTES),
+        signature=_decode("signature", data["signature"], SIGNATURE_BYTES, SIGNATURE_BYTES),
+    )
+
+
+# Unpadded base64url of exactly 12 and 48 bytes: 16 and 64 characters. Both are
+# multiples of 3 bytes, so every string of that length in the alphabet is the
+# canonical encoding of its bytes, and strings of it can be decoded joined.
+_NONCE_CHARS: Final = NONCE_BYTES * 4 // 3
+_WRAPPED_CHARS: Final = WRAPPED_KEY_BYTES * 4 // 3
+
+
+def _well_formed_recipients(raw: list[Any]) -> list[WrappedKey] | None:
+    """The recipients, parsed in bulk (a group's envelope lists hundreds); ``None``
+    if any entry is not plainly well formed, for ``_recipients`` to name the problem."""
+    device_ids: list[str] = []
+    nonces: list[str] = []
+    keys: list[str] = []
+    for item in raw:
+        if type(item) is not dict or item.keys() != _RECIPIENT_KEYS:
+            return None
+        device_id, nonce, key = item["device_id"], item["nonce"], item["wrapped_key"]
+        if (
+            type(device_id) is not str
+            or type(nonce) is not str
+            or type(key) is not str
+            or len(nonce) != _NONCE_CHARS
+            or len(key) != _WRAPPED_CHARS
+            or not _UUID.fullmatch(device_id)
+        ):
+            return None
+        device_ids.append(device_id)
+        nonces.append(nonce)
+        keys.append(key)
+    joined_nonces, joined_keys = "".join(nonces), "".join(keys)
+    if not _B64URL.fullmatch(joined_nonces) or not _B64URL.fullmatch(joined_keys):
+        return None
+    nonce_bytes = base64.urlsafe_b64decode(joined_nonces)
+    key_bytes = base64.urlsafe_b64decode(joined_keys)
+    return [
+        _checked_wrapped_key(
+            device_id,
+            nonce_bytes[i * NONCE_BYTES : (i + 1) * NONCE_BYTES],
+            key_bytes[i * WRAPPED_KEY_BYTES : (i + 1) * WRAPPED_KEY_BYTES],
+        )
+        for i, device_id in enumerate(device_ids)
+    ]
+
+
+def _checked_wrapped_key(device_id: str, nonce: bytes, wrapped_key: bytes) -> WrappedKey:
+    """A ``WrappedKey`` of values the caller has checked as ``__post_init__`` would
+    (a canonical UUID, 12 and 48 bytes), without checking them again."""
+    entry = object.__new__(WrappedKey)
+    object.__setattr__(entry, "device_id", device_id)
+    object.__setattr__(entry, "nonce", nonce)
+    object.__setattr__(entry, "wrapped_key", wrapped_key)
+    return entry
+
+
+def _recipients(raw: list[Any]) -> list[WrappedKey]:
+    """The recipients entry by entry; raises ``EnvelopeError`` naming the first bad one."""
     recipients = []
-    for index, item in enumerate(raw_recipients):
+    for index, item in enumerate(raw):
         name = f"recipients[{index}]"
         entry = _object(name, item, _RECIPIENT_KEYS)
         try:
@@ -556,13 +622,7 @@ def parse_envelope(envelope: object) -> ParsedEnvelope:
             )
         except EnvelopeError as exc:
             raise EnvelopeError(f"{name}.{exc.message}") from None
-    return ParsedEnvelope(
-        header=header,
-        recipients=tuple(recipients),
-        nonce=_decode("nonce", data["nonce"], NONCE_BYTES, NONCE_BYTES),
-        ciphertext=_decode("ciphertext", data["ciphertext"], GCM_TAG_BYTES, MAX_CIPHERTEXT_BYTES),
-        signature=_decode("signature", data["signature"], SIGNATURE_BYTES, SIGNATURE_BYTES),
-    )
+    return recipients
 
 
 def verify_envelope(

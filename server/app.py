@@ -19,12 +19,14 @@ from starlette.middleware.cors import CORSMiddleware
 from config.errors import UnavailableError
 from config.logging import configure_logging
 from config.settings import Settings, load_settings, split_list
+from server import collector
 from server.auth.account_routes import router as account_router
 from server.auth.cleanup import run_cleanup_loop
 from server.auth.routes import router as auth_router
 from server.chats.events import register_chat_events
 from server.chats.request_routes import router as chat_requests_router
 from server.chats.routes import router as chats_router
+from server.collector import CollectorPauses
 from server.contacts.routes import router as contacts_router
 from server.container import Services, build_services
 from server.devices.routes import router as devices_router
@@ -77,6 +79,11 @@ def _lifespan(services: Services) -> Any:
             stack.push_async_callback(services.tips.close)
             tasks.start(services.tip_tracker.run(), "parley-tips")
             stack.enter_context(drain_on_sigterm(services))
+            pauses = CollectorPauses(services.registry)
+            pauses.start()
+            stack.callback(pauses.stop)
+            # Last: what startup allocated stays for the process's life.
+            collector.tune(settings.server.gc_thresholds, settings.server.gc_freeze)
             _warn_about_defaults(settings)
             log.info(
                 "parley ready",

@@ -27,7 +27,7 @@ from server.auth.sms import SmsSender, build_sms_sender
 from server.auth.wallets import WalletProofService
 from server.chats.access import ROSTER_CHANGED, RosterCache, Rosters
 from server.chats.conversations import ConversationService
-from server.chats.envelopes import EnvelopeChecker
+from server.chats.envelopes import DEVICES_CHANGED, EnvelopeChecker, MemberDevices
 from server.chats.messages import MessageService
 from server.chats.requests import ChatRequestService
 from server.contacts.service import ContactService
@@ -153,7 +153,9 @@ def build_services(settings: Settings) -> Services:
     wallets = WalletProofService(auth, public_url, settings.eth.chain_id)
     rosters = Rosters(RosterCache(), hub.publish_control)
     hub.on_control(ROSTER_CHANGED, rosters.on_notice)
-    messages = MessageService(settings.chat, hub, EnvelopeChecker(), rosters)
+    member_devices = MemberDevices(publish=hub.publish_control)
+    hub.on_control(DEVICES_CHANGED, member_devices.on_notice)
+    messages = MessageService(settings.chat, hub, EnvelopeChecker(member_devices), rosters)
     conversations = ConversationService(settings.chat, users, messages, rosters)
     contacts = ContactService(keys.server_secret, hub)
     search_index = build_search_index(settings.database.is_sqlite, settings.opensearch.url)
@@ -193,7 +195,7 @@ def build_services(settings: Settings) -> Services:
         identities=IdentityService(users, sessions, wallets, phone_auth),
         messages=messages,
         conversations=conversations,
-        devices=DeviceService(keys.ca_private_key, hub),
+        devices=DeviceService(keys.ca_private_key, hub, member_devices),
         blobs=blobs,
         media_pool=media_pool,
         media=MediaService(

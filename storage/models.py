@@ -138,8 +138,9 @@ class Device(Model):
     """A device's public keys, certified by the server's CA (seed 000)."""
 
     id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    # Indexed: every encrypted send and every key lookup reads a user's devices.
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
-        "parley.User", related_name="devices", on_delete=fields.CASCADE
+        "parley.User", related_name="devices", on_delete=fields.CASCADE, db_index=True
     )
     user_id: uuid.UUID
     session: fields.ForeignKeyNullableRelation[Session] = fields.ForeignKeyField(

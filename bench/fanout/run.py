@@ -37,6 +37,7 @@ import asyncio
 import base64
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -49,6 +50,8 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as redis_asyncio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -57,6 +60,7 @@ from bench.procstat import TICK, process_tree, stat  # noqa: E402
 from client.loadtest import prepare  # noqa: E402
 from client.loadtest.generator import raise_fd_limit  # noqa: E402
 from client.loadtest.pool import GeneratorPool, GeneratorProcess, PyGenerator  # noqa: E402
+from crypto.envelope import encrypt_envelope  # noqa: E402
 from tests.support.server import ServerProcess  # noqa: E402
 
 PG_ADMIN = os.environ.get("PARLEY_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -66,6 +70,8 @@ OUT = ROOT / "bench" / "results" / "fanout.json"
 TARGET_DELIVERIES = 10_000
 TARGET_P99_MS = 100.0
 TARGET_RSS_KB = 50.0
+# Encrypted runs: one delivery in this many is verified and decrypted by its receiver.
+DECRYPT_EVERY = 500
 
 
 # -- the node ---------------------------------------------------------------------
@@ -172,14 +178,38 @@ def rss_kb(pids: list[int]) -> int:
 # -- preparation (untimed) ------------------------------------------------------------
 
 
-async def sign_in(url: str, n: int) -> list[prepare.User]:
-    """N new users signed in by wallet (``parley loadtest``'s preparation)."""
-    return await prepare.sign_in(url, n, concurrency=32)
+async def sign_in(url: str, n: int, *, devices: bool = False) -> list[prepare.User]:
+    """N new users signed in by wallet (``parley loadtest``'s preparation); with
+    ``devices``, each registers one device's keys (for encrypted groups)."""
+    return await prepare.sign_in(url, n, concurrency=32, devices=devices)
 
 
-async def make_groups(url: str, users: list[prepare.User], size: int) -> None:
-    """Plaintext groups of ``size`` consecutive users (sets each user's conversation)."""
-    await prepare.make_groups(url, users, size, encrypted=False)
+async def make_groups(
+    url: str, users: list[prepare.User], size: int, *, encrypted: bool = False
+) -> None:
+    """Groups of ``size`` consecutive users (sets each user's conversation)."""
+    await prepare.make_groups(url, users, size, encrypted=encrypted)
+
+
+def seal_seconds(group: int, messages: int) -> float:
+    """How long one generator process takes to encrypt ``messages`` envelopes for
+    groups of ``group`` (measured here on a few), so a sealed run starts after them."""
+    recipients = {str(uuid.uuid4()): X25519PrivateKey.generate().public_key() for _ in range(group)}
+    signer = Ed25519PrivateKey.generate()
+    started = time.perf_counter()
+    for n in range(3):
+        encrypt_envelope(
+            payload=b'{"text": "x"}',
+            conversation_id=str(uuid.uuid4()),
+            sender_user_id=str(uuid.uuid4()),
+            sender_device_id=next(iter(recipients)),
+            client_msg_id=f"seal-{n}",
+            created_at=int(time.time() * 1000),
+            content_type="application/json",
+            sender_signing_key=signer,
+            recipients=recipients,
+        )
+    return (time.perf_counter() - started) / 3 * messages
 
 
 # -- generator processes ------------------------------------------------------------------
@@ -236,9 +266,12 @@ class Generators(GeneratorPool):
         procs: int,
         kind: str,
         compression: bool,
+        encrypted: bool = False,
     ) -> None:
         made: list[GeneratorProcess] = []
+        devices = prepare.directory(users) if encrypted else {}
         for p in range(procs):
+            mine = users[p::procs]
             spec = {
                 "url": url,
                 "kind": "raw" if kind == "node" else kind,
@@ -247,8 +280,13 @@ class Generators(GeneratorPool):
                 # Measure the fan-out as it comes: no sync on gaps, no reconnects.
                 "gap_sync": False,
                 "reconnect": False,
-                "sessions": [u.spec() for u in users[p::procs]],
+                "sessions": [u.spec() for u in mine],
             }
+            if encrypted:
+                spec["mode"] = "e2ee"
+                # Decrypt a sample of what arrives: every envelope must open.
+                spec["decrypt_every"] = DECRYPT_EVERY
+                spec["directory"] = {u.conversation_id: devices[u.conversation_id] for u in mine}
             made.append(NodeGenerator(spec) if kind == "node" else PyGenerator(spec))
         super().__init__(made)
 
@@ -307,9 +345,12 @@ async def timed_run(
     group: int,
     text_bytes: int,
     profile: Path | None = None,
+    sealed: bool = False,
 ) -> dict[str, Any]:
-    start_at = time.time() + 1.0
     per_proc = rate / len(gens.procs)
+    # Sealed (encrypted) runs: the generators encrypt every envelope before the window.
+    ahead = 1.5 * seal_seconds(group, math.ceil(per_proc * duration)) + 1.0 if sealed else 0.0
+    start_at = time.time() + 1.0 + ahead
     cmd = {
         "cmd": "run",
         "run": run,
@@ -318,6 +359,7 @@ async def timed_run(
         "duration": duration,
         "drain": drain,
         "text_bytes": text_bytes,
+        "sealed": sealed,
     }
     server_pids = node.pids()
     groups = {
@@ -365,6 +407,9 @@ async def timed_run(
     if spy is not None:
         spy.wait(30)
     cpu = await cpu_task
+    late = max((r.get("sealed_late_s") or -1.0) for r in replies)
+    if late > 0:
+        raise SystemExit(f"a generator sealed its envelopes {late:.1f} s past the start: void")
     latency: list[float] = []
     ack_latency: list[float] = []
     # Worst latency per second of the run, by receive time: shows periodic stalls.
@@ -423,6 +468,10 @@ async def timed_run(
         "cpu_cores_per_second": timeline,
         "generator_max_behind": max(r["max_behind"] for r in replies),
         "generator_cpu_s_per_process": [round(r["cpu_seconds"], 2) for r in replies],
+        "decrypted": sum(r.get("decrypted", 0) for r in replies),
+        "decrypt_errors": {
+            k: v for r in replies for k, v in r.get("errors", {}).items() if "decrypt" in k
+        },
         "disconnects": sum(r["disconnects"] for r in replies),
     }
     return result
@@ -474,6 +523,8 @@ def describe(r: dict[str, Any]) -> str:
         f"errors {sum(r['ack_errors'].values())}, cpu server {cpu['server']:.2f} "
         f"gen {cpu['generators']:.2f} pg {cpu['postgres']:.2f} redis {cpu['redis']:.2f} "
         f"other {cpu['other']:.2f}"
+        + (f", decrypted {r['decrypted']}" if r.get("decrypted") else "")
+        + (f", decrypt errors {r['decrypt_errors']}" if r.get("decrypt_errors") else "")
     )
 
 
@@ -525,6 +576,7 @@ async def measure_rate(
         drain=args.drain,
         group=group,
         text_bytes=args.text_bytes,
+        sealed=args.encrypted,
     )
     print(f"    {rate:,.0f} msg/s warm-up: {describe(warm)}")
     runs = []
@@ -544,6 +596,7 @@ async def measure_rate(
             group=group,
             text_bytes=args.text_bytes,
             profile=profile,
+            sealed=args.encrypted,
         )
         result["settled_s"] = round(waited, 1)
         print(f"    {rate:,.0f} msg/s run {i + 1}: {describe(result)}")
@@ -568,12 +621,14 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
         )
         async with Node(workers, server_env(args)) as node:
             started = time.perf_counter()
-            users = await sign_in(node.url, args.clients)
+            users = await sign_in(node.url, args.clients, devices=args.encrypted)
             print(f"  signed in {len(users)} users in {time.perf_counter() - started:.1f} s")
             for group in groups:
-                await make_groups(node.url, users, group)
+                await make_groups(node.url, users, group, encrypted=args.encrypted)
                 conversations = [u.conversation_id for u in users]
-                gens = Generators(node.url, users, args.procs, args.client, args.compression)
+                gens = Generators(
+                    node.url, users, args.procs, args.client, args.compression, args.encrypted
+                )
                 rungs: list[dict[str, Any]] = []
                 try:
                     connected = await gens.connect(0, args.connect_concurrency)
@@ -620,6 +675,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
                 results[f"workers_{workers}_group_{group}"] = {
                     "workers": workers,
                     "group": group,
+                    "mode": "encrypted" if args.encrypted else "plaintext",
                     "ceiling_deliveries_per_s": max(sustained) if sustained else 0,
                     "at_target": at_target[0]["median"] if at_target else None,
                     "meets_target": bool(at_target and at_target[0]["median"]["meets_target"]),
@@ -847,6 +903,13 @@ async def main() -> None:
         help="clients offer permessage-deflate (the server accepts it)",
     )
     parser.add_argument("--text-bytes", type=int, default=64, help="length of each text")
+    parser.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="throughput: encrypted groups; every user registers a device, every message "
+        "is an envelope for all members' devices, made before its run (sealed) and checked "
+        "by the server (signature, recipients); latency counts from each message's due time",
+    )
     parser.add_argument("--connect-concurrency", type=int, default=50)
     parser.add_argument(
         "--profile",
@@ -897,7 +960,8 @@ async def main() -> None:
         if "clients" in parts:
             report["clients"] = {**stamp, **await clients_part(args)}
         if "throughput" in parts:
-            report["throughput"] = {**stamp, **await throughput(args)}
+            key = "throughput_encrypted" if args.encrypted else "throughput"
+            report[key] = {**stamp, **await throughput(args)}
         if "memory" in parts:
             report["memory"] = {**stamp, **await memory(args)}
     finally:

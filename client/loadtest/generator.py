@@ -57,6 +57,10 @@ RECONNECT_CAP = 2.0
 # A receiver that sees seq N+2 before N+1 waits this long before asking for N+1
 # (fan-outs of two sends can overtake each other).
 GAP_WAIT = 3.0
+# Frames longer than this (envelopes for large groups: 100 recipients make
+# 17 KB) are not parsed whole unless they are decrypted: the seq and the
+# client_msg_id are read where the server puts them, before the body.
+PEEK_OVER = 2048
 # Error acks that mean "not done, try again" rather than "refused".
 RETRYABLE = frozenset({"unavailable"})
 
@@ -110,6 +114,18 @@ class Session(SocketClient):
     device_id: str | None
     signing_key: Ed25519PrivateKey | None
     agreement_key: X25519PrivateKey | None
+
+
+def _peek(frame: str) -> dict[str, Any]:
+    """``seq`` and ``client_msg_id`` of a ``message:new`` frame without parsing its body.
+
+    The server writes them before ``body`` (``MessageOut``'s field order); a
+    frame without them raises, as a malformed one does with a full parse.
+    """
+    start = frame.index('"seq":') + 6
+    seq = int(frame[start : frame.index(",", start)])
+    start = frame.index('"client_msg_id":"', start) + 17
+    return {"seq": seq, "client_msg_id": frame[start : frame.index('"', start)]}
 
 
 def make_session(kind: str, owner: Generator, index: int, spec: dict[str, Any]) -> Session:
@@ -251,7 +267,10 @@ class Generator:
     def on_message(self, client: SocketClient, frame: str) -> None:
         now = time.time()
         try:
-            data = orjson.loads(frame[2:])[1]
+            if len(frame) > PEEK_OVER and not self._decrypt_next():
+                data = _peek(frame)
+            else:
+                data = orjson.loads(frame[2:])[1]
             seq = int(data["seq"])
         except Exception:
             self.error("bad_frame")
@@ -260,6 +279,12 @@ class Generator:
         books = self.books[client.index]
         self._note_seq(client, books, seq)
         self._count(client, books, data, seq, now, live=True)
+
+    def _decrypt_next(self) -> bool:
+        """Whether the next delivery is one of the sample that is decrypted."""
+        return bool(self.e2ee and self.decrypt_every) and (
+            (self._delivery_count + 1) % self.decrypt_every == 0
+        )
 
     def _count(
         self, client: Session, books: Books, data: dict[str, Any], seq: int, now: float, live: bool
@@ -298,7 +323,7 @@ class Generator:
             state.sync_delay.append(now - stamp)
         if self.e2ee and self.decrypt_every:
             self._delivery_count += 1
-            if self._delivery_count % self.decrypt_every == 0:
+            if self._delivery_count % self.decrypt_every == 0 and "body" in data:
                 self._open_envelope(client, data)
 
     def _open_envelope(self, client: Session, data: dict[str, Any]) -> None:
@@ -609,6 +634,20 @@ class Generator:
         total = round(rate * duration) if senders else 0
         for books in self.books.values():
             books.received.clear()
+        sealed: list[tuple[str, bytes]] = []
+        if cmd.get("sealed") and senders:
+            # Every message made before the window, stamped with the time it is
+            # due (message k at start + k / rate): the window then measures the
+            # server, not this process's encryption, and latency counts from
+            # when a message should have left, so a late send is not hidden.
+            for k in range(total):
+                client = senders[k % len(senders)]
+                stamp = start_at + k / rate
+                cmid = f"{state.prefix}{int(stamp * 1e6)}.{self._pid}-{client.index}-{k + 1}"
+                sealed.append((cmid, self._message(client, cmid, pad)))
+                if k % 20 == 19:
+                    await asyncio.sleep(0)  # keep answering pings
+        late = time.time() - start_at
         await asyncio.sleep(max(0.0, start_at - time.time()))
         self.state = state
         cpu_start = cpu_seconds()
@@ -629,8 +668,11 @@ class Generator:
                     continue
                 counter += 1
                 stamp = time.time()
-                cmid = f"{state.prefix}{int(stamp * 1e6)}.{self._pid}-{client.index}-{counter}"
-                packet = self._message(client, cmid, pad)
+                if sealed:
+                    cmid, packet = sealed[state.sent + state.skipped]
+                else:
+                    cmid = f"{state.prefix}{int(stamp * 1e6)}.{self._pid}-{client.index}-{counter}"
+                    packet = self._message(client, cmid, pad)
                 self.books[client.index].unacked[cmid] = (stamp, packet)
                 client.emit(packet, self._ack_handler(client, cmid))
                 state.sent += 1
@@ -661,7 +703,9 @@ class Generator:
             "duplicates": state.duplicates,
             "foreign": state.foreign,
             "decrypted": state.decrypted,
+            "errors": dict(self.errors),
             "max_behind": max_behind,
+            "sealed_late_s": round(late, 3) if sealed else None,
             "cpu_seconds": cpu_window,
             "disconnects": self.disconnects,
             "reconnects": self.reconnects,

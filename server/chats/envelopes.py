@@ -11,6 +11,9 @@ message, and a device outside the conversation must not be able to.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -18,17 +21,109 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from config.errors import InvalidRequestError
 from crypto.devices import decode_b64url
 from crypto.envelope import EnvelopeError, parse_envelope, verify_envelope
-from storage.models import Device, Member
+from storage import sql
 
 
 class RecipientMismatchError(InvalidRequestError):
     code = "recipient_mismatch"
 
 
-class EnvelopeChecker:
-    async def check(
-        self, envelope: dict[str, Any], *, conversation_id: str, sender_id: str, client_msg_id: str
+DEVICES_CHANGED = "devices_changed"
+
+
+@dataclass(frozen=True)
+class _DeviceSet:
+    expires: float
+    members: frozenset[str]
+    devices: dict[str, tuple[str, str]]  # device id -> (user id, signing key)
+
+
+class MemberDevices:
+    """The active devices of each conversation's members, kept in memory.
+
+    Every encrypted send needs them (the signer's key and the exact recipient
+    set); reading them per message cost more than storing the message. An
+    entry holds for ``ttl`` seconds and only for the member set it was read
+    for (a membership change misses it). A device registered or revoked drops
+    every entry with its user here at once and on the other nodes when the
+    control message arrives (milliseconds); the TTL bounds how long a lost
+    control message (a Redis blip) leaves a stale set, as for rosters.
+    """
+
+    def __init__(
+        self,
+        ttl: float = 5.0,
+        size: int = 100_000,
+        publish: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._publish = publish
+        self._entries: dict[str, _DeviceSet] = {}
+        self._by_user: dict[str, set[str]] = {}
+        # Bumped by every drop: a read that started before one is not kept,
+        # so a set read just before a revocation cannot outlive it.
+        self._generation = 0
+
+    async def of(
+        self, conversation_id: str, members: Collection[str]
+    ) -> dict[str, tuple[str, str]]:
+        """Device id -> (user id, signing key) for the active devices of ``members``."""
+        now = time.monotonic()
+        member_set = frozenset(members)
+        entry = self._entries.get(conversation_id)
+        if entry is not None and entry.expires > now and entry.members == member_set:
+            return entry.devices
+        generation = self._generation
+        devices: dict[str, tuple[str, str]] = {}
+        if member_set:
+            placeholders = ", ".join("?" * len(member_set))  # only placeholders go in the text
+            rows = await sql.fetch(
+                "SELECT id, user_id, signing_key FROM devices"  # noqa: S608
+                f" WHERE revoked_at IS NULL AND user_id IN ({placeholders})",
+                sorted(member_set),
+            )
+            devices = {str(r["id"]): (str(r["user_id"]), str(r["signing_key"])) for r in rows}
+        if generation == self._generation:
+            if len(self._entries) >= self._size:
+                self._entries.clear()  # crude but bounded; sets refill on demand
+                self._by_user.clear()
+            self._entries[conversation_id] = _DeviceSet(now + self._ttl, member_set, devices)
+            for user_id in member_set:
+                self._by_user.setdefault(user_id, set()).add(conversation_id)
+        return devices
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop every set with this user's devices (this node only)."""
+        self._generation += 1
+        for conversation_id in self._by_user.pop(user_id, ()):
+            self._entries.pop(conversation_id, None)
+
+    async def changed(self, user_id: str) -> None:
+        """The user's devices changed: drop their sets here and on every node."""
+        self.forget_user(user_id)
+        if self._publish is not None:
+            await self._publish({"type": DEVICES_CHANGED, "user_id": user_id})
+
+    async def on_notice(self, message: dict[str, Any]) -> None:
+        self.forget_user(str(message.get("user_id")))
+
+
+class EnvelopeChecker:
+    def __init__(self, devices: MemberDevices | None = None) -> None:
+        self.devices = devices or MemberDevices()
+
+    async def check(
+        self,
+        envelope: dict[str, Any],
+        *,
+        conversation_id: str,
+        members: Collection[str],
+        sender_id: str,
+        client_msg_id: str,
+    ) -> None:
+        """Raise ``EnvelopeError`` (or a subclass) unless the envelope may be stored;
+        ``members`` are the conversation's (from the roster the send was allowed by)."""
         parsed = parse_envelope(envelope)
         header = parsed.header
         for field, wanted in (
@@ -38,23 +133,12 @@ class EnvelopeChecker:
         ):
             if getattr(header, field) != wanted:
                 raise EnvelopeError(f"header.{field}: does not match the message")
-        device = await Device.get_or_none(
-            id=header.sender_device_id, user_id=sender_id, revoked_at=None
-        )
-        if device is None:
+        devices = await self.devices.of(conversation_id, members)
+        signer = devices.get(header.sender_device_id)
+        if signer is None or signer[0] != sender_id:
             raise EnvelopeError("header.sender_device_id: not an active device of yours")
-        verify_envelope(
-            parsed, Ed25519PublicKey.from_public_bytes(decode_b64url(device.signing_key, 32))
-        )
-        members = await Member.filter(conversation_id=conversation_id).values_list(
-            "user_id", flat=True
-        )
-        expected = {
-            str(d)
-            for d in await Device.filter(user_id__in=list(members), revoked_at=None).values_list(
-                "id", flat=True
-            )
-        } - {header.sender_device_id}
+        verify_envelope(parsed, Ed25519PublicKey.from_public_bytes(decode_b64url(signer[1], 32)))
+        expected = set(devices) - {header.sender_device_id}
         given = {r.device_id for r in parsed.recipients} - {header.sender_device_id}
         missing, extra = sorted(expected - given), sorted(given - expected)
         if missing or extra:

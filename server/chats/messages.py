@@ -283,6 +283,7 @@ class MessageService:
             await self._envelopes.check(
                 body,
                 conversation_id=roster.conversation_id,
+                members=roster.members.keys(),
                 sender_id=user_id,
                 client_msg_id=client_msg_id,
             )

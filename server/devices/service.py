@@ -28,6 +28,7 @@ from crypto.devices import (
 )
 from crypto.tokens import key_id, raw_public_key
 from realtime.events import KEYS_CHANGED, Emitter
+from server.chats.envelopes import MemberDevices
 from server.devices.schemas import (
     CaOut,
     CertificateOut,
@@ -85,9 +86,15 @@ def device_out(code: str, device: Device) -> DeviceOut:
 class DeviceService:
     """Registers, lists and revokes a user's devices; signs their certificates as the CA."""
 
-    def __init__(self, ca_private_key: Ed25519PrivateKey, emitter: Emitter | None = None) -> None:
+    def __init__(
+        self,
+        ca_private_key: Ed25519PrivateKey,
+        emitter: Emitter | None = None,
+        member_devices: MemberDevices | None = None,
+    ) -> None:
         self._ca_key = ca_private_key
         self._emitter = emitter
+        self._member_devices = member_devices
         public = ca_private_key.public_key()
         self._ca = CaOut(
             alg=ALGORITHM,
@@ -203,6 +210,9 @@ class DeviceService:
 
     async def _announce(self, user_id: str) -> None:
         """Tell the user and everyone who shares a conversation with them: keys changed."""
+        if self._member_devices is not None:
+            # First: a send checked after this must see the new device set.
+            await self._member_devices.changed(user_id)
         if self._emitter is None:
             return
         conversations = Member.filter(user_id=user_id).values_list("conversation_id", flat=True)

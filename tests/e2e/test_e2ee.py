@@ -202,3 +202,47 @@ async def test_outsider_cannot_read_or_send(pair: Any, sqlite_node: ServerProces
             await eve.next_message(timeout=0.5)
     finally:
         await eve.close()
+
+
+async def test_device_changes_reach_the_envelope_check_on_every_node(
+    cluster: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """Nodes keep each conversation's device set in memory; a device registered or
+    revoked through one node changes what the other accepts at once, not after a TTL."""
+    node1, node2 = cluster
+    alice = await _device(node1, Account.create(), "alice")
+    bob = await _device(node1, Account.create(), "bob")
+    bob2 = ParleyClient(node2.url, device_name="bob-2")
+    try:
+        conversation = await alice.open_direct(bob.user_id or "")
+        # A send through node 1 puts the conversation's device set in its memory.
+        await alice.send_encrypted(conversation["id"], {"text": "one device"})
+        assert (await _drain(bob, 1))[0]["kind"] == "envelope"
+        stale = await _envelope(alice, conversation, "made-before-bob-2")
+
+        bob2._store_tokens(await bob.refresh())
+        await bob2.setup_device("bob-2")  # registered through node 2
+        assert await alice.next_event("keys:changed", 5) == {"user_id": bob.user_id}
+        with pytest.raises(ParleyApiError) as mismatch:
+            await alice.emit("message:send", stale)
+        assert mismatch.value.code == "recipient_mismatch"
+        assert bob2.device is not None and bob2.device.device_id in mismatch.value.message
+
+        alice.forget_keys()
+        both = await _envelope(alice, conversation, "made-for-bob-2")
+        await bob2.connect()
+        signed_by_bob2 = await _envelope(bob2, conversation, "signed-by-bob-2")
+        await bob2.request("DELETE", f"/v1/devices/{bob2.device.device_id}")  # via node 2
+        assert await alice.next_event("keys:changed", 5) == {"user_id": bob.user_id}
+        with pytest.raises(ParleyApiError) as extra:
+            await alice.emit("message:send", both)
+        assert extra.value.code == "recipient_mismatch"
+        assert "not in the conversation" in extra.value.message
+        with pytest.raises(ParleyApiError) as revoked:
+            await bob.emit("message:send", {**signed_by_bob2})  # bob's session, node 1
+        assert revoked.value.code == "invalid_envelope"
+        assert "not an active device of yours" in revoked.value.message
+    finally:
+        await alice.close()
+        await bob.close()
+        await bob2.close()

@@ -1146,3 +1146,32 @@ def test_wrapped_key_entries_match_the_intermediates() -> None:
 
 if __name__ == "__main__":
     VECTORS_PATH.write_text(render_vectors(build_vectors()), encoding="utf-8")
+
+
+def test_large_recipient_lists_parse_in_bulk_to_the_same_entries() -> None:
+    """Recipients are parsed in bulk; the result is what parsing entry by entry gives."""
+    from crypto.envelope import _recipients, _well_formed_recipients
+
+    big = make_party(60).encrypt()
+    bulk = _well_formed_recipients(big["recipients"])
+    assert bulk is not None and bulk == _recipients(big["recipients"])
+    assert parse_envelope(big).recipients == tuple(bulk)
+    assert [e.to_dict() for e in bulk] == big["recipients"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("nonce", "+" + "A" * 15, "^recipients\\[47\\].nonce: not unpadded base64url"),
+        ("nonce", "A" * 15 + "=", "^recipients\\[47\\].nonce"),
+        ("wrapped_key", "A" * 63 + "/", "^recipients\\[47\\].wrapped_key"),
+        ("wrapped_key", "A" * 68, "^recipients\\[47\\].wrapped_key: not unpadded base64url of"),
+        ("device_id", SENDER_DEVICE_ID.upper(), "^recipients\\[47\\].device_id"),
+    ],
+)
+def test_a_bad_entry_deep_in_a_large_list_is_named(field: str, value: str, match: str) -> None:
+    """The bulk parse gives up on anything unusual; the entry-by-entry parse names it."""
+    big = make_party(60).encrypt()
+    big["recipients"][47][field] = value
+    with pytest.raises(EnvelopeError, match=match):
+        parse_envelope(big)
