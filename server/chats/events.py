@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from realtime.events import MESSAGE_DELETE, MESSAGE_EDIT, MESSAGE_SEND, RECEIPT, SYNC, TYPING_SEND
 from realtime.hub import Principal, SocketHub
 from server.chats.messages import MessageService
@@ -19,14 +21,15 @@ from server.chats.schemas import (
 
 
 def register_chat_events(hub: SocketHub, messages: MessageService) -> None:
-    async def send_message(principal: Principal, payload: SendMessageEvent) -> MessageOut:
-        return await messages.send(
+    async def send_message(principal: Principal, payload: SendMessageEvent) -> dict[str, Any]:
+        sent = await messages.send(
             principal.user_id,
             str(payload.conversation_id),
             payload.client_msg_id,
             payload.kind,
             payload.body,
         )
+        return sent.wire()  # the same dict as the fan-out's: dumped once
 
     async def edit_message(principal: Principal, payload: EditMessageEvent) -> MessageOut:
         return await messages.edit(

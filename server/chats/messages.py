@@ -25,7 +25,13 @@ from pydantic import ValidationError
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from config.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
+from config.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    ParleyError,
+    PermissionDeniedError,
+)
 from config.settings import ChatSettings
 from realtime.events import MESSAGE_NEW, RECEIPT_UPDATED, TYPING, Emitter
 from realtime.hub import describe_validation_error
@@ -122,15 +128,18 @@ class MessageService:
         body: dict[str, Any],
     ) -> MessageOut:
         roster = await self._rosters.cache.member(user_id, conversation_id)
-        if kind == "envelope":
-            # A resend must get its first ack even if device keys changed since,
-            # so look before checking the envelope again.
+        try:
+            await self._check_body(roster, user_id, client_msg_id, kind, body)
+        except ParleyError:
+            # A resend gets its first ack even if what the check depends on
+            # changed since (a device added, a block): look only when it fails,
+            # a resend that passes is answered by the store's unique index.
             existing = await Message.get_or_none(
                 conversation_id=conversation_id, sender_id=user_id, client_msg_id=client_msg_id
             )
             if existing is not None:
                 return message_out(existing)
-        await self._check_body(roster, user_id, client_msg_id, kind, body)
+            raise
         return await self.append(
             conversation_id,
             sender_id=user_id,
@@ -498,9 +507,7 @@ class MessageService:
         roster = await self._rosters.cache.get(conversation_id)
         recipients = [*(roster.members if roster is not None else []), *extra]
         try:
-            await self._emitter.emit_to_users(
-                MESSAGE_NEW, message.model_dump(mode="json"), recipients
-            )
+            await self._emitter.emit_to_users(MESSAGE_NEW, message.wire(), recipients)
         except Exception:
             # The message is durable and acked; clients fill the gap on sync.
             log.exception("fan-out of message %s failed", message.id)

@@ -246,3 +246,26 @@ async def test_device_changes_reach_the_envelope_check_on_every_node(
         await alice.close()
         await bob.close()
         await bob2.close()
+
+
+async def test_a_resend_gets_its_first_ack_after_the_devices_changed(pair: Any) -> None:
+    """An envelope stored, then resent after the recipient added a device (so the
+    check would now refuse it): the resend is answered with the stored message,
+    while an envelope of that age never stored is refused."""
+    alice, bob, conversation = pair
+    envelope = await _envelope(alice, conversation, "resent-after-a-new-device")
+    never_sent = await _envelope(alice, conversation, "made-then-but-never-sent")
+    first = await alice.emit("message:send", envelope)
+    bob2 = ParleyClient(bob.base_url, device_name="bob-2")
+    bob2._store_tokens(await bob.refresh())
+    try:
+        await bob2.setup_device("bob-2")
+        assert await alice.next_event("keys:changed", 5) == {"user_id": bob.user_id}
+        assert await alice.emit("message:send", envelope) == first
+        with pytest.raises(ParleyApiError) as refused:
+            await alice.emit("message:send", never_sent)
+        assert refused.value.code == "recipient_mismatch"
+        page = await bob.history(conversation["id"])
+        assert [m["client_msg_id"] for m in page["messages"]].count(first["client_msg_id"]) == 1
+    finally:
+        await bob2.close()
