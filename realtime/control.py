@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
+# Handed to this node's handler (never published) when the subscription comes
+# back after Redis was lost: whatever was published meanwhile never arrives,
+# so caches that rely on control messages must drop everything they hold.
+CONTROL_RESUMED = "control_resumed"
+
 
 class ControlBus(Protocol):
     async def publish(self, message: dict[str, Any]) -> None: ...
@@ -75,12 +80,19 @@ class RedisControlBus:
 
     async def _listen(self, handler: ControlHandler) -> None:
         delay = 0.2
+        lost = False
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
                 self._subscribed.set()
                 delay = 0.2
+                if lost:
+                    lost = False
+                    try:
+                        await handler({"type": CONTROL_RESUMED})
+                    except Exception:
+                        log.exception("control message handler failed")
                 async for item in pubsub.listen():
                     try:
                         message = orjson.loads(item["data"])
@@ -94,6 +106,7 @@ class RedisControlBus:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):
+                lost = True
                 log.warning("control bus lost Redis; resubscribing in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -13,7 +14,7 @@ from crypto.passwords import PasswordHasher
 from crypto.tokens import AccessTokenIssuer, AccessTokenVerifier, InvalidTokenError
 from media.blobs import BlobStore, build_blob_store
 from media.pool import MediaPool
-from realtime.control import build_control_bus
+from realtime.control import CONTROL_RESUMED, build_control_bus
 from realtime.hub import Principal, SocketHub
 from realtime.metrics import RealtimeMetrics
 from realtime.presence import build_presence_store
@@ -155,6 +156,12 @@ def build_services(settings: Settings) -> Services:
     hub.on_control(ROSTER_CHANGED, rosters.on_notice)
     member_devices = MemberDevices(publish=hub.publish_control)
     hub.on_control(DEVICES_CHANGED, member_devices.on_notice)
+
+    async def forget_what_notices_keep(_: dict[str, Any]) -> None:
+        rosters.cache.clear()
+        member_devices.clear()
+
+    hub.on_control(CONTROL_RESUMED, forget_what_notices_keep)
     messages = MessageService(settings.chat, hub, EnvelopeChecker(member_devices), rosters)
     conversations = ConversationService(settings.chat, users, messages, rosters)
     contacts = ContactService(keys.server_secret, hub)

@@ -76,15 +76,25 @@ class Roster:
         return role
 
 
+# Seconds a cached roster (and a cached device set, server/chats/envelopes.py)
+# is trusted without a control message. Every conversation in use is read again
+# this often: at 5 s that was 20 reloads a second for 100 busy groups, and a
+# burst of them whenever many conversations resumed together.
+ROSTER_TTL = 30.0
+
+
 class RosterCache:
     """Rosters kept in memory for ``ttl`` seconds and dropped on every membership change.
 
     Changes made on this node drop the entry at once; other nodes drop theirs
-    when the control message arrives (milliseconds). The TTL bounds how long a
-    lost control message (a Redis blip) can leave a stale roster.
+    when the control message arrives (milliseconds). A node whose control
+    subscription was lost drops every roster when it is back
+    (``CONTROL_RESUMED``), since what was published meanwhile is gone; the TTL
+    bounds the one case left, a publish that failed while the other nodes
+    were still subscribed.
     """
 
-    def __init__(self, ttl: float = 5.0, size: int = 100_000) -> None:
+    def __init__(self, ttl: float = ROSTER_TTL, size: int = 100_000) -> None:
         self._ttl = ttl
         self._size = size
         self._entries: dict[str, tuple[float, Roster]] = {}
@@ -131,6 +141,9 @@ class RosterCache:
 
     def invalidate(self, conversation_id: str) -> None:
         self._entries.pop(conversation_id, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 ROSTER_CHANGED = "roster_changed"

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from config.errors import InvalidRequestError
 from crypto.devices import decode_b64url
 from crypto.envelope import EnvelopeError, parse_envelope, verify_envelope
+from server.chats.access import ROSTER_TTL
 from storage import sql
 
 
@@ -46,13 +47,14 @@ class MemberDevices:
     entry holds for ``ttl`` seconds and only for the member set it was read
     for (a membership change misses it). A device registered or revoked drops
     every entry with its user here at once and on the other nodes when the
-    control message arrives (milliseconds); the TTL bounds how long a lost
-    control message (a Redis blip) leaves a stale set, as for rosters.
+    control message arrives (milliseconds); a node whose control subscription
+    was lost drops every set when it is back, and the TTL bounds what is left
+    (a publish that failed), as for rosters (server/chats/access.py).
     """
 
     def __init__(
         self,
-        ttl: float = 5.0,
+        ttl: float = ROSTER_TTL,
         size: int = 100_000,
         publish: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
@@ -92,6 +94,12 @@ class MemberDevices:
             for user_id in member_set:
                 self._by_user.setdefault(user_id, set()).add(conversation_id)
         return devices
+
+    def clear(self) -> None:
+        """Drop every set (the control subscription was lost and is back)."""
+        self._generation += 1
+        self._entries.clear()
+        self._by_user.clear()
 
     def forget_user(self, user_id: str) -> None:
         """Drop every set with this user's devices (this node only)."""

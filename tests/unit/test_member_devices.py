@@ -123,3 +123,15 @@ async def test_the_cache_is_bounded(table: FakeDevices) -> None:
 async def test_no_members_no_read(table: FakeDevices) -> None:
     assert await MemberDevices().of("c1", []) == {}
     assert table.reads == 0
+
+
+async def test_clear_drops_every_set(table: FakeDevices) -> None:
+    """What a node does when its control subscription is back: nothing cached survives."""
+    table.add("d1", "alice")
+    cache = MemberDevices()
+    await cache.of("c1", ["alice"])
+    await cache.of("c2", ["alice"])
+    cache.clear()
+    await cache.of("c1", ["alice"])
+    await cache.of("c2", ["alice"])
+    assert table.reads == 4
