@@ -3,9 +3,10 @@
 With the interpreter's defaults (a young collection every 700 container
 allocations) a busy node promotes the objects of every message in flight, and
 every few seconds a full collection walks everything the process holds: with
-1,000 sockets and a 50-member encrypted group at 100 messages/s that was 13
-full collections of 140 to 290 ms in 25 s, the whole node stopped each time
-(docs/BENCHMARKS.md, "Garbage collector pauses"). Two changes:
+1,000 sockets and groups of 50 sending 100 encrypted messages a second, a
+node ran 13 full collections (median 140 ms, up to 290 ms) in its first
+minute, the whole node stopped each time (docs/BENCHMARKS.md, fan-out, "The
+garbage collector"). Two changes:
 
 - ``gc.freeze()`` once startup is done: modules, models, schemas and settings
   live as long as the process, so full collections stop walking them (about
