@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from storage.kv import redis_client
@@ -23,10 +24,16 @@ log = logging.getLogger(__name__)
 
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
-# Handed to this node's handler (never published) when the subscription comes
-# back after Redis was lost: whatever was published meanwhile never arrives,
-# so caches that rely on control messages must drop everything they hold.
+# Handed to this node's handler (never published). ``control_lost``: the
+# subscription failed, so messages published from now on may never arrive;
+# caches that rely on them must stop trusting what they hold.
+# ``control_resumed``: subscribed again (Redis confirmed it); whatever was
+# published meanwhile is gone, so those caches drop everything and resume.
+CONTROL_LOST = "control_lost"
 CONTROL_RESUMED = "control_resumed"
+# The subscription is checked with a PING this often; three intervals without
+# a word from Redis count as lost (a connection that died without a reset).
+HEALTH_CHECK_SECONDS = 10.0
 
 
 class ControlBus(Protocol):
@@ -81,19 +88,41 @@ class RedisControlBus:
     async def _listen(self, handler: ControlHandler) -> None:
         delay = 0.2
         lost = False
+
+        async def tell(kind: str) -> None:
+            try:
+                await handler({"type": kind})
+            except Exception:
+                log.exception("control message handler failed")
+
+        loop = asyncio.get_running_loop()
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
-                self._subscribed.set()
-                delay = 0.2
-                if lost:
-                    lost = False
-                    try:
-                        await handler({"type": CONTROL_RESUMED})
-                    except Exception:
-                        log.exception("control message handler failed")
-                async for item in pubsub.listen():
+                heard = loop.time()
+                next_ping = heard + HEALTH_CHECK_SECONDS
+                while True:
+                    item = await pubsub.get_message(timeout=1.0)
+                    now = loop.time()
+                    if now >= next_ping:
+                        await pubsub.ping()
+                        next_ping = now + HEALTH_CHECK_SECONDS
+                    if item is None:
+                        if now - heard > 3 * HEALTH_CHECK_SECONDS:
+                            raise RedisConnectionError("the control subscription went silent")
+                        continue
+                    heard = now
+                    if item.get("type") == "subscribe":
+                        # Redis confirmed it: from here on nothing published is missed.
+                        self._subscribed.set()
+                        delay = 0.2
+                        if lost:
+                            lost = False
+                            await tell(CONTROL_RESUMED)
+                        continue
+                    if item.get("type") != "message":
+                        continue
                     try:
                         message = orjson.loads(item["data"])
                     except (orjson.JSONDecodeError, KeyError, TypeError):
@@ -106,7 +135,9 @@ class RedisControlBus:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError):
-                lost = True
+                if not lost:
+                    lost = True
+                    await tell(CONTROL_LOST)
                 log.warning("control bus lost Redis; resubscribing in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -14,7 +14,7 @@ from crypto.passwords import PasswordHasher
 from crypto.tokens import AccessTokenIssuer, AccessTokenVerifier, InvalidTokenError
 from media.blobs import BlobStore, build_blob_store
 from media.pool import MediaPool
-from realtime.control import CONTROL_RESUMED, build_control_bus
+from realtime.control import CONTROL_LOST, CONTROL_RESUMED, build_control_bus
 from realtime.hub import Principal, SocketHub
 from realtime.metrics import RealtimeMetrics
 from realtime.presence import build_presence_store
@@ -157,10 +157,15 @@ def build_services(settings: Settings) -> Services:
     member_devices = MemberDevices(publish=hub.publish_control)
     hub.on_control(DEVICES_CHANGED, member_devices.on_notice)
 
+    async def distrust_what_notices_keep(_: dict[str, Any]) -> None:
+        rosters.cache.distrust()
+        member_devices.distrust()
+
     async def forget_what_notices_keep(_: dict[str, Any]) -> None:
         rosters.cache.clear()
         member_devices.clear()
 
+    hub.on_control(CONTROL_LOST, distrust_what_notices_keep)
     hub.on_control(CONTROL_RESUMED, forget_what_notices_keep)
     messages = MessageService(settings.chat, hub, EnvelopeChecker(member_devices), rosters)
     conversations = ConversationService(settings.chat, users, messages, rosters)

@@ -87,23 +87,28 @@ class RosterCache:
     """Rosters kept in memory for ``ttl`` seconds and dropped on every membership change.
 
     Changes made on this node drop the entry at once; other nodes drop theirs
-    when the control message arrives (milliseconds). A node whose control
-    subscription was lost drops every roster when it is back
-    (``CONTROL_RESUMED``), since what was published meanwhile is gone; the TTL
-    bounds the one case left, a publish that failed while the other nodes
-    were still subscribed.
+    when the control message arrives (milliseconds). While a node's control
+    subscription is lost it keeps no roster at all (``distrust``: every read
+    goes to the database), and it starts afresh when the subscription is
+    back; the TTL bounds the one case left, a publish that failed while the
+    other nodes were still subscribed. A read that crosses a drop is not kept.
     """
 
     def __init__(self, ttl: float = ROSTER_TTL, size: int = 100_000) -> None:
         self._ttl = ttl
         self._size = size
         self._entries: dict[str, tuple[float, Roster]] = {}
+        # Bumped by every drop: a read that started before one is not kept.
+        self._generation = 0
+        # False while control messages may be missed (``distrust``).
+        self._trusted = True
 
     async def get(self, conversation_id: str) -> Roster | None:
         now = time.monotonic()
         entry = self._entries.get(conversation_id)
         if entry is not None and entry[0] > now:
             return entry[1]
+        generation = self._generation
         parse_id(conversation_id, "conversation_id")
         conversation = await Conversation.filter(id=conversation_id).values("kind", "mode")
         if not conversation:
@@ -127,9 +132,10 @@ class RosterCache:
             members=member_ids,
             blocked=blocked,
         )
-        if len(self._entries) >= self._size:
-            self._entries.clear()  # crude but bounded; rosters refill on demand
-        self._entries[conversation_id] = (now + self._ttl, roster)
+        if self._trusted and generation == self._generation:
+            if len(self._entries) >= self._size:
+                self._entries.clear()  # crude but bounded; rosters refill on demand
+            self._entries[conversation_id] = (now + self._ttl, roster)
         return roster
 
     async def member(self, user_id: str, conversation_id: str) -> Roster:
@@ -140,10 +146,20 @@ class RosterCache:
         return roster
 
     def invalidate(self, conversation_id: str) -> None:
+        self._generation += 1
         self._entries.pop(conversation_id, None)
 
-    def clear(self) -> None:
+    def distrust(self) -> None:
+        """Control messages may be missed: keep nothing until ``clear``."""
+        self._generation += 1
         self._entries.clear()
+        self._trusted = False
+
+    def clear(self) -> None:
+        """Drop everything and trust control messages again."""
+        self._generation += 1
+        self._entries.clear()
+        self._trusted = True
 
 
 ROSTER_CHANGED = "roster_changed"

@@ -29,7 +29,16 @@ class RecipientMismatchError(InvalidRequestError):
     code = "recipient_mismatch"
 
 
+class UnknownSenderDeviceError(EnvelopeError):
+    """The header names no active device of the sender (``invalid_envelope``)."""
+
+
 DEVICES_CHANGED = "devices_changed"
+
+_DEVICES_OF_MEMBERS_PG = (
+    "SELECT id, user_id, signing_key FROM devices"
+    " WHERE revoked_at IS NULL AND user_id = ANY(?::uuid[])"
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,8 @@ class MemberDevices:
     for (a membership change misses it). A device registered or revoked drops
     every entry with its user here at once and on the other nodes when the
     control message arrives (milliseconds); a node whose control subscription
-    was lost drops every set when it is back, and the TTL bounds what is left
-    (a publish that failed), as for rosters (server/chats/access.py).
+    is lost keeps no set until it is back, and the TTL bounds what is left (a
+    publish that failed), as for rosters (server/chats/access.py).
     """
 
     def __init__(
@@ -66,6 +75,8 @@ class MemberDevices:
         # Bumped by every drop: a read that started before one is not kept,
         # so a set read just before a revocation cannot outlive it.
         self._generation = 0
+        # False while control messages may be missed (``distrust``).
+        self._trusted = True
 
     async def of(
         self, conversation_id: str, members: Collection[str]
@@ -77,16 +88,11 @@ class MemberDevices:
         if entry is not None and entry.expires > now and entry.members == member_set:
             return entry.devices
         generation = self._generation
-        devices: dict[str, tuple[str, str]] = {}
-        if member_set:
-            placeholders = ", ".join("?" * len(member_set))  # only placeholders go in the text
-            rows = await sql.fetch(
-                "SELECT id, user_id, signing_key FROM devices"  # noqa: S608
-                f" WHERE revoked_at IS NULL AND user_id IN ({placeholders})",
-                sorted(member_set),
-            )
-            devices = {str(r["id"]): (str(r["user_id"]), str(r["signing_key"])) for r in rows}
-        if generation == self._generation:
+        devices = {
+            str(r["id"]): (str(r["user_id"]), str(r["signing_key"]))
+            for r in (await _read_devices(sorted(member_set)) if member_set else [])
+        }
+        if self._trusted and generation == self._generation:
             if len(self._entries) >= self._size:
                 self._entries.clear()  # crude but bounded; sets refill on demand
                 self._by_user.clear()
@@ -96,10 +102,21 @@ class MemberDevices:
         return devices
 
     def clear(self) -> None:
-        """Drop every set (the control subscription was lost and is back)."""
+        """Drop every set and trust control messages again (the subscription is back)."""
         self._generation += 1
         self._entries.clear()
         self._by_user.clear()
+        self._trusted = True
+
+    def distrust(self) -> None:
+        """Control messages may be missed: keep nothing until ``clear``."""
+        self.clear()
+        self._trusted = False
+
+    def forget_conversation(self, conversation_id: str) -> None:
+        """Drop one conversation's set (this node only), to read it again."""
+        self._generation += 1
+        self._entries.pop(conversation_id, None)
 
     def forget_user(self, user_id: str) -> None:
         """Drop every set with this user's devices (this node only)."""
@@ -115,6 +132,18 @@ class MemberDevices:
 
     async def on_notice(self, message: dict[str, Any]) -> None:
         self.forget_user(str(message.get("user_id")))
+
+
+async def _read_devices(user_ids: list[str]) -> list[dict[str, Any]]:
+    if sql.is_postgres():
+        # One statement whatever the group's size (asyncpg prepares each text once).
+        return await sql.fetch(_DEVICES_OF_MEMBERS_PG, [user_ids])
+    placeholders = ", ".join("?" * len(user_ids))  # only placeholders go in the text
+    return await sql.fetch(
+        "SELECT id, user_id, signing_key FROM devices"  # noqa: S608
+        f" WHERE revoked_at IS NULL AND user_id IN ({placeholders})",
+        user_ids,
+    )
 
 
 class EnvelopeChecker:
@@ -144,7 +173,7 @@ class EnvelopeChecker:
         devices = await self.devices.of(conversation_id, members)
         signer = devices.get(header.sender_device_id)
         if signer is None or signer[0] != sender_id:
-            raise EnvelopeError("header.sender_device_id: not an active device of yours")
+            raise UnknownSenderDeviceError("header.sender_device_id: not an active device of yours")
         verify_envelope(parsed, Ed25519PublicKey.from_public_bytes(decode_b64url(signer[1], 32)))
         expected = set(devices) - {header.sender_device_id}
         given = {r.device_id for r in parsed.recipients} - {header.sender_device_id}

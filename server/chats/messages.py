@@ -42,7 +42,11 @@ from server.chats.access import (
     Rosters,
     require_member,
 )
-from server.chats.envelopes import EnvelopeChecker
+from server.chats.envelopes import (
+    EnvelopeChecker,
+    RecipientMismatchError,
+    UnknownSenderDeviceError,
+)
 from server.chats.schemas import (
     ConversationSync,
     ImageBody,
@@ -129,7 +133,15 @@ class MessageService:
     ) -> MessageOut:
         roster = await self._rosters.cache.member(user_id, conversation_id)
         try:
-            await self._check_body(roster, user_id, client_msg_id, kind, body)
+            try:
+                await self._check_body(roster, user_id, client_msg_id, kind, body)
+            except (RecipientMismatchError, UnknownSenderDeviceError):
+                # Refused on what this node holds in memory (a member or a
+                # device may have changed a moment ago): read it again first.
+                self._rosters.cache.invalidate(conversation_id)
+                self._envelopes.devices.forget_conversation(conversation_id)
+                roster = await self._rosters.cache.member(user_id, conversation_id)
+                await self._check_body(roster, user_id, client_msg_id, kind, body)
         except ParleyError:
             # A resend gets its first ack even if what the check depends on
             # changed since (a device added, a block): look only when it fails,

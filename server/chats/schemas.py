@@ -197,6 +197,12 @@ class MessageOut(BaseModel):
                 self._wire = self.model_dump(mode="json")
         return self._wire
 
+    def __eq__(self, other: object) -> bool:
+        # The fields only: whether ``wire`` has been made is not part of the message.
+        if not isinstance(other, MessageOut):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
 
 class MessagePage(BaseModel):
     messages: list[MessageOut] = Field(description="Ascending by seq")

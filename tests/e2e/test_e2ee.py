@@ -269,3 +269,18 @@ async def test_a_resend_gets_its_first_ack_after_the_devices_changed(pair: Any) 
         assert [m["client_msg_id"] for m in page["messages"]].count(first["client_msg_id"]) == 1
     finally:
         await bob2.close()
+
+
+async def test_an_envelope_resent_unchanged_is_stored_and_delivered_once(pair: Any) -> None:
+    """A resend that passes the check again is answered by the store: the first ack,
+    no second delivery, one copy in history."""
+    alice, bob, conversation = pair
+    envelope = await _envelope(alice, conversation, "sent-twice")
+    first = await alice.emit("message:send", envelope)
+    assert await alice.emit("message:send", envelope) == first
+    delivered = await _drain(bob, 1)
+    assert delivered[0]["id"] == first["id"]
+    with pytest.raises(TimeoutError):
+        await bob.next_message(timeout=1)
+    page = await bob.history(conversation["id"])
+    assert [m["client_msg_id"] for m in page["messages"]].count("sent-twice") == 1

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as redis_asyncio
 
-from realtime.control import CONTROL_RESUMED, RedisControlBus
+from realtime.control import CONTROL_LOST, CONTROL_RESUMED, RedisControlBus
 from tests.support.services import REDIS_INTEGRATION_DB, redis_url
 
 
@@ -18,7 +18,8 @@ async def _next(inbox: asyncio.Queue[dict[str, Any]]) -> dict[str, Any]:
 
 async def test_a_lost_subscription_comes_back_and_says_so() -> None:
     """Messages reach every subscribed node; a node whose subscription was cut is told
-    (``control_resumed``, to itself only) once it is back, and hears messages again."""
+    so (``control_lost``, to itself only) and again once Redis has confirmed the new
+    subscription (``control_resumed``), and hears messages again."""
     channel = f"parley-test-{uuid.uuid4().hex[:8]}"
     url = redis_url(REDIS_INTEGRATION_DB)
     first, second = RedisControlBus(url, channel), RedisControlBus(url, channel)
@@ -40,8 +41,9 @@ async def test_a_lost_subscription_comes_back_and_says_so() -> None:
         assert len(ours) == 2
         for client in ours:
             await admin.execute_command("CLIENT", "KILL", "ID", client["id"])
-        assert await _next(inbox_1) == {"type": CONTROL_RESUMED}
-        assert await _next(inbox_2) == {"type": CONTROL_RESUMED}
+        for inbox in (inbox_1, inbox_2):
+            assert await _next(inbox) == {"type": CONTROL_LOST}, "told at once"
+            assert await _next(inbox) == {"type": CONTROL_RESUMED}, "then told it is back"
 
         await second.publish({"type": "hello", "n": 2})
         assert await _next(inbox_1) == {"type": "hello", "n": 2}

@@ -1144,10 +1144,6 @@ def test_wrapped_key_entries_match_the_intermediates() -> None:
             assert opened.hex() == vector["inputs"]["content_key"]
 
 
-if __name__ == "__main__":
-    VECTORS_PATH.write_text(render_vectors(build_vectors()), encoding="utf-8")
-
-
 def test_large_recipient_lists_parse_in_bulk_to_the_same_entries() -> None:
     """Recipients are parsed in bulk; the result is what parsing entry by entry gives."""
     from crypto.envelope import _recipients, _well_formed_recipients
@@ -1175,3 +1171,7 @@ def test_a_bad_entry_deep_in_a_large_list_is_named(field: str, value: str, match
     big["recipients"][47][field] = value
     with pytest.raises(EnvelopeError, match=match):
         parse_envelope(big)
+
+
+if __name__ == "__main__":
+    VECTORS_PATH.write_text(render_vectors(build_vectors()), encoding="utf-8")

@@ -39,6 +39,7 @@ class FakeDevices:
 def table(monkeypatch: pytest.MonkeyPatch) -> FakeDevices:
     fake = FakeDevices()
     monkeypatch.setattr(envelopes.sql, "fetch", fake.fetch)
+    monkeypatch.setattr(envelopes.sql, "is_postgres", lambda: False)  # the IN (?, ...) form
     return fake
 
 
@@ -135,3 +136,29 @@ async def test_clear_drops_every_set(table: FakeDevices) -> None:
     await cache.of("c1", ["alice"])
     await cache.of("c2", ["alice"])
     assert table.reads == 4
+
+
+async def test_nothing_is_kept_while_control_messages_may_be_missed(table: FakeDevices) -> None:
+    """Between ``control_lost`` and ``control_resumed`` every check reads the database."""
+    table.add("d1", "alice")
+    cache = MemberDevices()
+    await cache.of("c1", ["alice"])
+    cache.distrust()
+    await cache.of("c1", ["alice"])
+    await cache.of("c1", ["alice"])
+    assert table.reads == 3
+    cache.clear()
+    await cache.of("c1", ["alice"])
+    await cache.of("c1", ["alice"])
+    assert table.reads == 4, "kept again once the subscription is back"
+
+
+async def test_one_conversation_can_be_read_again(table: FakeDevices) -> None:
+    table.add("d1", "alice")
+    cache = MemberDevices()
+    await cache.of("c1", ["alice"])
+    await cache.of("c2", ["alice"])
+    cache.forget_conversation("c1")
+    await cache.of("c1", ["alice"])
+    await cache.of("c2", ["alice"])
+    assert table.reads == 3
