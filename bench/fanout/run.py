@@ -10,7 +10,8 @@ Parts:
 * ``throughput``: a real node (``parley serve``, 1 worker, and 2 workers with
   Redis fan-out) on PostgreSQL + Redis of this machine with its own database.
   Untimed: N users sign in with wallets (eth-account), groups of M are made
-  (plaintext, so the generator does not spend its CPU on encryption), every
+  (plaintext; with ``--encrypted``, encrypted groups whose envelopes the
+  generators seal before each run, bench/fanout/README.md), every
   socket connects (websocket transport) through several generator processes
   (``client/loadtest/generator.py``, as ``parley loadtest``). Timed: those
   processes send ``rate`` messages/s in total for ``duration`` s, each from a

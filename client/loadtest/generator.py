@@ -24,7 +24,9 @@ While ``spec["progress"]`` > 0, the process also sends ``{"progress": {...}}``
 every that many seconds (connections, sent, delivered, errors, the latencies
 since the last one) for the live progress line.
 
-A message's ``client_msg_id`` is ``<run tag>.<send time, µs>.<pid>-<session>-<n>``:
+A message's ``client_msg_id`` is ``<run tag>.<send time, µs>.<pid>-<session>-<n>``
+(with ``"sealed"`` in a run command, the time the message is due: its envelope
+was made before the run):
 every receiver takes receive time minus send time (one clock when the
 generator and its processes run on one machine) and recognises the messages of
 the current run. Sessions reconnect on their own when their connection drops
