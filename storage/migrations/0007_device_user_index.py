@@ -3,7 +3,9 @@
 Every encrypted send reads the active devices of the conversation's members,
 and ``GET /v1/keys`` those of the users asked for; without the index both
 scan every device. Tortoise's AlterField creates it on PostgreSQL; its SQLite
-schema editor does not, so the same index is created there by hand.
+schema editor does not (it rebuilds the table, copying every row, which is
+quick at the sizes SQLite deployments have), so the same index is created
+there by hand.
 """
 
 from tortoise import fields, migrations
