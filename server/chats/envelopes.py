@@ -16,11 +16,9 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from config.errors import InvalidRequestError
 from crypto.devices import decode_b64url
-from crypto.envelope import EnvelopeError, parse_envelope, verify_envelope
+from crypto.envelope import EnvelopeError, parse_envelope, verify_envelope_with_raw_key
 from server.chats.access import ROSTER_TTL
 from storage import sql
 
@@ -174,7 +172,7 @@ class EnvelopeChecker:
         signer = devices.get(header.sender_device_id)
         if signer is None or signer[0] != sender_id:
             raise UnknownSenderDeviceError("header.sender_device_id: not an active device of yours")
-        verify_envelope(parsed, Ed25519PublicKey.from_public_bytes(decode_b64url(signer[1], 32)))
+        verify_envelope_with_raw_key(parsed, decode_b64url(signer[1], 32))
         expected = set(devices) - {header.sender_device_id}
         given = {r.device_id for r in parsed.recipients} - {header.sender_device_id}
         missing, extra = sorted(expected - given), sorted(given - expected)

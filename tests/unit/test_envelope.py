@@ -1173,5 +1173,24 @@ def test_a_bad_entry_deep_in_a_large_list_is_named(field: str, value: str, match
         parse_envelope(big)
 
 
+@pytest.mark.parametrize("name", list(SIGNATURE_BREAKING))
+def test_the_servers_libsodium_check_refuses_what_openssl_refuses(
+    party: Party, envelope: dict[str, Any], name: str
+) -> None:
+    """``verify_envelope_with_raw_key`` (libsodium, the server's send path) agrees with
+    ``verify_envelope`` (OpenSSL): the intact envelope passes, every tampering fails."""
+    from crypto.envelope import verify_envelope_with_raw_key
+
+    raw_key = raw(party.signing_key)
+    verify_envelope_with_raw_key(parse_envelope(envelope), raw_key)
+    tampered = copy.deepcopy(envelope)
+    SIGNATURE_BREAKING[name](tampered)
+    with pytest.raises(EnvelopeSignatureError, match=r"^signature:"):
+        verify_envelope_with_raw_key(parse_envelope(tampered), raw_key)
+    other = raw(Ed25519PrivateKey.generate())
+    with pytest.raises(EnvelopeSignatureError):
+        verify_envelope_with_raw_key(parse_envelope(envelope), other)
+
+
 if __name__ == "__main__":
     VECTORS_PATH.write_text(render_vectors(build_vectors()), encoding="utf-8")
