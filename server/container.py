@@ -157,13 +157,15 @@ def build_services(settings: Settings) -> Services:
     member_devices = MemberDevices(publish=hub.publish_control)
     hub.on_control(DEVICES_CHANGED, member_devices.on_notice)
 
+    kept_by_notices = (rosters.cache, member_devices)
+
     async def distrust_what_notices_keep(_: dict[str, Any]) -> None:
-        rosters.cache.distrust()
-        member_devices.distrust()
+        for cache in kept_by_notices:
+            cache.distrust()
 
     async def forget_what_notices_keep(_: dict[str, Any]) -> None:
-        rosters.cache.clear()
-        member_devices.clear()
+        for cache in kept_by_notices:
+            cache.clear()
 
     hub.on_control(CONTROL_LOST, distrust_what_notices_keep)
     hub.on_control(CONTROL_RESUMED, forget_what_notices_keep)

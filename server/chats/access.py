@@ -83,25 +83,55 @@ class Roster:
 ROSTER_TTL = 30.0
 
 
-class RosterCache:
+class NoticeKeptCache:
+    """What a node keeps in memory until a control message drops it (rosters, device sets).
+
+    Every drop bumps a generation, so a database read that started before one
+    is not kept (``_may_keep``). Between ``distrust`` (the control subscription
+    is lost: drops may be missed) and ``clear`` (subscribed again) nothing is
+    kept and every read goes to the database.
+    """
+
+    def __init__(self) -> None:
+        self._generation = 0
+        self._trusted = True
+
+    def _dropped(self) -> None:
+        self._generation += 1
+
+    def _may_keep(self, generation: int) -> bool:
+        return self._trusted and generation == self._generation
+
+    def _drop_all(self) -> None:
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Drop everything and trust control messages again."""
+        self._dropped()
+        self._drop_all()
+        self._trusted = True
+
+    def distrust(self) -> None:
+        """Control messages may be missed: keep nothing until ``clear``."""
+        self.clear()
+        self._trusted = False
+
+
+class RosterCache(NoticeKeptCache):
     """Rosters kept in memory for ``ttl`` seconds and dropped on every membership change.
 
     Changes made on this node drop the entry at once; other nodes drop theirs
-    when the control message arrives (milliseconds). While a node's control
-    subscription is lost it keeps no roster at all (``distrust``: every read
-    goes to the database), and it starts afresh when the subscription is
-    back; the TTL bounds the one case left, a publish that failed while the
-    other nodes were still subscribed. A read that crosses a drop is not kept.
+    when the control message arrives (milliseconds); while the node's control
+    subscription is lost it keeps none (``NoticeKeptCache``). The TTL bounds
+    the one case left, a publish that failed while the other nodes were still
+    subscribed.
     """
 
     def __init__(self, ttl: float = ROSTER_TTL, size: int = 100_000) -> None:
+        super().__init__()
         self._ttl = ttl
         self._size = size
         self._entries: dict[str, tuple[float, Roster]] = {}
-        # Bumped by every drop: a read that started before one is not kept.
-        self._generation = 0
-        # False while control messages may be missed (``distrust``).
-        self._trusted = True
 
     async def get(self, conversation_id: str) -> Roster | None:
         now = time.monotonic()
@@ -132,7 +162,7 @@ class RosterCache:
             members=member_ids,
             blocked=blocked,
         )
-        if self._trusted and generation == self._generation:
+        if self._may_keep(generation):
             if len(self._entries) >= self._size:
                 self._entries.clear()  # crude but bounded; rosters refill on demand
             self._entries[conversation_id] = (now + self._ttl, roster)
@@ -146,20 +176,11 @@ class RosterCache:
         return roster
 
     def invalidate(self, conversation_id: str) -> None:
-        self._generation += 1
+        self._dropped()
         self._entries.pop(conversation_id, None)
 
-    def distrust(self) -> None:
-        """Control messages may be missed: keep nothing until ``clear``."""
-        self._generation += 1
+    def _drop_all(self) -> None:
         self._entries.clear()
-        self._trusted = False
-
-    def clear(self) -> None:
-        """Drop everything and trust control messages again."""
-        self._generation += 1
-        self._entries.clear()
-        self._trusted = True
 
 
 ROSTER_CHANGED = "roster_changed"

@@ -19,7 +19,7 @@ from typing import Any
 from config.errors import InvalidRequestError
 from crypto.devices import decode_b64url
 from crypto.envelope import EnvelopeError, parse_envelope, verify_envelope_with_raw_key
-from server.chats.access import ROSTER_TTL
+from server.chats.access import ROSTER_TTL, NoticeKeptCache
 from storage import sql
 
 
@@ -46,7 +46,7 @@ class _DeviceSet:
     devices: dict[str, tuple[str, str]]  # device id -> (user id, signing key)
 
 
-class MemberDevices:
+class MemberDevices(NoticeKeptCache):
     """The active devices of each conversation's members, kept in memory.
 
     Every encrypted send needs them (the signer's key and the exact recipient
@@ -54,9 +54,8 @@ class MemberDevices:
     entry holds for ``ttl`` seconds and only for the member set it was read
     for (a membership change misses it). A device registered or revoked drops
     every entry with its user here at once and on the other nodes when the
-    control message arrives (milliseconds); a node whose control subscription
-    is lost keeps no set until it is back, and the TTL bounds what is left (a
-    publish that failed), as for rosters (server/chats/access.py).
+    control message arrives (milliseconds); how lost control messages are
+    handled is ``NoticeKeptCache``'s, as for rosters (server/chats/access.py).
     """
 
     def __init__(
@@ -65,16 +64,12 @@ class MemberDevices:
         size: int = 100_000,
         publish: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
+        super().__init__()
         self._ttl = ttl
         self._size = size
         self._publish = publish
         self._entries: dict[str, _DeviceSet] = {}
         self._by_user: dict[str, set[str]] = {}
-        # Bumped by every drop: a read that started before one is not kept,
-        # so a set read just before a revocation cannot outlive it.
-        self._generation = 0
-        # False while control messages may be missed (``distrust``).
-        self._trusted = True
 
     async def of(
         self, conversation_id: str, members: Collection[str]
@@ -90,7 +85,7 @@ class MemberDevices:
             str(r["id"]): (str(r["user_id"]), str(r["signing_key"]))
             for r in (await _read_devices(sorted(member_set)) if member_set else [])
         }
-        if self._trusted and generation == self._generation:
+        if self._may_keep(generation):  # a set read before a revocation cannot outlive it
             if len(self._entries) >= self._size:
                 self._entries.clear()  # crude but bounded; sets refill on demand
                 self._by_user.clear()
@@ -99,26 +94,18 @@ class MemberDevices:
                 self._by_user.setdefault(user_id, set()).add(conversation_id)
         return devices
 
-    def clear(self) -> None:
-        """Drop every set and trust control messages again (the subscription is back)."""
-        self._generation += 1
+    def _drop_all(self) -> None:
         self._entries.clear()
         self._by_user.clear()
-        self._trusted = True
-
-    def distrust(self) -> None:
-        """Control messages may be missed: keep nothing until ``clear``."""
-        self.clear()
-        self._trusted = False
 
     def forget_conversation(self, conversation_id: str) -> None:
         """Drop one conversation's set (this node only), to read it again."""
-        self._generation += 1
+        self._dropped()
         self._entries.pop(conversation_id, None)
 
     def forget_user(self, user_id: str) -> None:
         """Drop every set with this user's devices (this node only)."""
-        self._generation += 1
+        self._dropped()
         for conversation_id in self._by_user.pop(user_id, ()):
             self._entries.pop(conversation_id, None)
 
