@@ -72,6 +72,15 @@ async def test_migrate_creates_the_schema_on_postgres() -> None:
                     "SELECT tablename FROM pg_tables WHERE schemaname='public'"
                 )
             }
+            # Envelopes are compressed with LZ4 where the server offers it (0008).
+            lz4 = await conn.fetchval(
+                "SELECT 'lz4' = ANY(enumvals) FROM pg_settings"
+                " WHERE name = 'default_toast_compression'"
+            )
+            body = await conn.fetchval(
+                "SELECT attcompression::text FROM pg_attribute"
+                " WHERE attrelid = 'messages'::regclass AND attname = 'body'"
+            )
         finally:
             await conn.close()
         assert {
@@ -83,6 +92,7 @@ async def test_migrate_creates_the_schema_on_postgres() -> None:
             "conversation_members",
             "messages",
         } <= tables
+        assert body == ("l" if lz4 else "")
     finally:
         await drop_postgres_database(url)
 
