@@ -374,11 +374,25 @@ def signature_payload(envelope: ParsedEnvelope) -> bytes:
         header_bytes(envelope.header),
         len(envelope.recipients).to_bytes(4, "big"),
     ]
+    # A WrappedKey's three fields have fixed lengths (a canonical UUID, 12 and
+    # 48 bytes), so their length prefixes are constants: a group's envelope
+    # lists hundreds of entries.
     for entry in envelope.recipients:
-        device_id = entry.device_id.encode("ascii")
-        parts += (_prefixed(device_id), _prefixed(entry.nonce), _prefixed(entry.wrapped_key))
+        parts += (
+            _DEVICE_ID_PREFIX,
+            entry.device_id.encode("ascii"),
+            _NONCE_PREFIX,
+            entry.nonce,
+            _WRAPPED_KEY_PREFIX,
+            entry.wrapped_key,
+        )
     parts += (envelope.nonce, envelope.ciphertext)
     return b"".join(parts)
+
+
+_DEVICE_ID_PREFIX: Final = (36).to_bytes(4, "big")
+_NONCE_PREFIX: Final = NONCE_BYTES.to_bytes(4, "big")
+_WRAPPED_KEY_PREFIX: Final = WRAPPED_KEY_BYTES.to_bytes(4, "big")
 
 
 def key_commitment(content_key: bytes) -> bytes:

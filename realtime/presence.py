@@ -101,15 +101,30 @@ class MemoryPresenceStore:
         return None
 
 
-# Refresh one user's node entry; report whether they were offline before.
+# Refresh the node's entries of many users (KEYS[2..]; KEYS[1] the index of
+# all entries, ARGV[4..] their index members); the positions (1-based) of those
+# who were offline before. One call per batch instead of one per user: a
+# node's heartbeat for thousands of sockets was thousands of commands packed
+# on its event loop at once.
 _HEARTBEAT = """
 local now, expiry, node = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local was_online = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf') > 0
-redis.call('ZADD', KEYS[1], expiry, node)
-redis.call('PEXPIREAT', KEYS[1], math.ceil(expiry * 1000) + 1000)
-redis.call('ZADD', KEYS[2], expiry, ARGV[4])
-if was_online then return 0 else return 1 end
+local at = math.ceil(expiry * 1000) + 1000
+local came = {}
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  if redis.call('ZCOUNT', key, '(' .. now, '+inf') == 0 then came[#came + 1] = i - 1 end
+  redis.call('ZADD', key, expiry, node)
+  redis.call('PEXPIREAT', key, at)
+  redis.call('ZADD', KEYS[1], expiry, ARGV[i + 2])
+end
+return came
 """
+
+# Users per heartbeat call. Redis runs a script alone: 100 users hold it for
+# about 2 ms, and the node packs each call in about 1 ms (1,000 users: 9 ms of
+# the node's CPU in ten calls, where a pipeline of one script per user took
+# 40 ms in one go).
+_HEARTBEAT_BATCH = 100
 
 # Drop a node's entry; if nobody else holds the user, record last seen.
 _LEAVE = """
@@ -155,18 +170,18 @@ class RedisPresenceStore:
     async def heartbeat(self, node_id: str, user_ids: Iterable[str], *, ttl: float) -> list[str]:
         now = time.time()
         ids = list(user_ids)
+        came_online: list[str] = []
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for uid in ids:
-                    await self._heartbeat(
-                        keys=[self._user(uid), self._all],
-                        args=[now, now + ttl, node_id, f"{uid}|{node_id}"],
-                        client=pipe,
-                    )
-                results = await pipe.execute()
+            for start in range(0, len(ids), _HEARTBEAT_BATCH):
+                batch = ids[start : start + _HEARTBEAT_BATCH]
+                positions = await self._heartbeat(
+                    keys=[self._all, *(self._user(uid) for uid in batch)],
+                    args=[now, now + ttl, node_id, *(f"{uid}|{node_id}" for uid in batch)],
+                )
+                came_online += (batch[int(i) - 1] for i in positions)
         except RedisError as exc:
             raise UnavailableError(f"presence store unreachable: {type(exc).__name__}") from exc
-        return [uid for uid, came in zip(ids, results, strict=True) if int(came)]
+        return came_online
 
     async def leave(self, node_id: str, user_id: str) -> bool:
         try:

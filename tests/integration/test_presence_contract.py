@@ -57,3 +57,22 @@ async def test_never_seen_users_are_offline_without_last_seen(presence: Presence
     """A user nobody has seen is offline with no last_seen."""
     [state] = await presence.states([str(uuid.uuid4())])
     assert not state.online and state.last_seen is None
+
+
+async def test_a_heartbeat_for_thousands_reports_exactly_who_came_online(
+    presence: PresenceStore,
+) -> None:
+    """A node's heartbeat for more users than one Redis call carries: every entry
+    refreshed, and exactly the users who were offline reported, in order."""
+    users = [str(uuid.uuid4()) for _ in range(1_203)]
+    already = users[1::3]
+    assert await presence.heartbeat("n2", already, ttl=10) == already
+    came = await presence.heartbeat("n1", users, ttl=0.3)
+    assert came == [uid for i, uid in enumerate(users) if i % 3 != 1]
+    assert await presence.heartbeat("n1", users, ttl=0.3) == []
+    assert all(s.online for s in await presence.states(users))
+    # n1's entries expire; users n2 still holds stay online.
+    await asyncio.sleep(0.4)
+    assert sorted(await presence.expired()) == sorted(set(users) - set(already))
+    states = {s.user_id: s.online for s in await presence.states(users)}
+    assert [uid for uid in users if states[uid]] == already
