@@ -614,9 +614,10 @@ def _checked_wrapped_key(device_id: str, nonce: bytes, wrapped_key: bytes) -> Wr
     """A ``WrappedKey`` of values the caller has checked as ``__post_init__`` would
     (a canonical UUID, 12 and 48 bytes), without checking them again."""
     entry = object.__new__(WrappedKey)
-    object.__setattr__(entry, "device_id", device_id)
-    object.__setattr__(entry, "nonce", nonce)
-    object.__setattr__(entry, "wrapped_key", wrapped_key)
+    fields = entry.__dict__  # half the cost of three frozen-dataclass setattrs
+    fields["device_id"] = device_id
+    fields["nonce"] = nonce
+    fields["wrapped_key"] = wrapped_key
     return entry
 
 

@@ -37,6 +37,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         http="httptools",
         ws="websockets-sansio",
         ws_per_message_deflate=settings.server.ws_compression,
+        # Engine.IO pings every socket already (PARLEY_REALTIME_PING_INTERVAL)
+        # and drops one that does not answer; uvicorn's own websocket pings
+        # would double the keepalive work of every connection for nothing.
+        ws_ping_interval=None,
         lifespan="on",
         log_config=None,
         proxy_headers=True,
