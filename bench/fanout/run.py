@@ -37,6 +37,7 @@ import array
 import asyncio
 import base64
 import datetime
+import functools
 import json
 import math
 import os
@@ -591,18 +592,18 @@ async def measure_rate(
     first_run: int,
 ) -> dict[str, Any]:
     run_number = first_run
-    await settle(node)
-    warm = await timed_run(
+    at_rate = functools.partial(
+        timed_run,
         gens,
         node,
-        run=run_number,
         rate=rate,
-        duration=args.warmup,
         drain=args.drain,
         group=group,
         text_bytes=args.text_bytes,
         sealed=args.encrypted,
     )
+    await settle(node)
+    warm = await at_rate(run=run_number, duration=args.warmup)
     print(f"    {rate:,.0f} msg/s warm-up: {describe(warm)}")
     runs = []
     disturbed: list[dict[str, Any]] = []
@@ -615,18 +616,7 @@ async def measure_rate(
             waited = await settle(node)
             if args.max_steal is not None:
                 waited += await wait_for_host(args.max_steal)
-            result = await timed_run(
-                gens,
-                node,
-                run=run_number,
-                rate=rate,
-                duration=args.duration,
-                drain=args.drain,
-                group=group,
-                text_bytes=args.text_bytes,
-                profile=profile,
-                sealed=args.encrypted,
-            )
+            result = await at_rate(run=run_number, duration=args.duration, profile=profile)
             result["settled_s"] = round(waited, 1)
             steal = result["cpu_cores"]["steal"]
             if args.max_steal is None or steal <= args.max_steal or attempt == args.retries:

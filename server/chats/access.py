@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ class Roster:
 ROSTER_TTL = 30.0
 
 
-class NoticeKeptCache:
+class NoticeKeptCache(abc.ABC):
     """What a node keeps in memory until a control message drops it (rosters, device sets).
 
     Every drop bumps a generation, so a database read that started before one
@@ -102,8 +103,9 @@ class NoticeKeptCache:
     def _may_keep(self, generation: int) -> bool:
         return self._trusted and generation == self._generation
 
+    @abc.abstractmethod
     def _drop_all(self) -> None:
-        raise NotImplementedError
+        """Forget every entry (each cache keeps its own)."""
 
     def clear(self) -> None:
         """Drop everything and trust control messages again."""
