@@ -468,8 +468,11 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods, Tip
     async def close(self) -> None:
         if self._catching_up is not None and not self._catching_up.done():
             self._catching_up.cancel()
-        # shutdown() also stops a reconnect loop that is still trying a dead node.
+        # shutdown() also stops a reconnect loop that is still trying a dead node, but
+        # a failed attempt leaves engine.io's aiohttp session open; disconnecting the
+        # engine.io client (a no-op but for that, once shut down) closes it.
         await self.sio.shutdown()
+        await self.sio.eio.disconnect(abort=True)
         await self.http.aclose()
 
     async def __aenter__(self) -> ParleyClient:

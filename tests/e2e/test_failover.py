@@ -115,7 +115,7 @@ class Participant:
     async def move_to(self, node: ServerProcess) -> None:
         """What a load balancer does for a client whose node died: a new socket elsewhere."""
         old = self.client
-        await close_client(old)
+        await old.close()
         new = ParleyClient(node.url, device_name=old.device_name, transports=old.transports)
         # The same signed-in session (every node verifies every node's tokens).
         new.access_token, new.refresh_token = old.access_token, old.refresh_token
@@ -139,15 +139,7 @@ class Participant:
         for task in self._readers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await close_client(self.client)
-
-
-async def close_client(client: ParleyClient) -> None:
-    """Close a client whatever its state; ``ParleyClient.close`` alone leaves one that is
-    reconnecting to a dead node still trying, with its aiohttp session open."""
-    await client.sio.shutdown()  # stops the reconnect attempts too
-    await client.sio.eio.disconnect(abort=True)  # closes engine.io's aiohttp session
-    await client.close()
+        await self.client.close()
 
 
 async def full_history(client: ParleyClient, conversation_id: str) -> list[dict[str, Any]]:

@@ -107,3 +107,31 @@ async def test_expired_token_is_refused_with_reason(sqlite_node: ServerProcess) 
             await probe.close()
     finally:
         await alice.close()
+
+
+async def test_closing_a_client_that_is_reconnecting_closes_its_http_session(
+    restartable_node: ServerProcess,
+) -> None:
+    """``close()`` on a client still trying a dead node stops the attempts and releases the
+    aiohttp session a failed attempt left open (else the garbage collector finds it later)."""
+    node = restartable_node
+    client = await signed_in_client(node, "leaver")
+    try:
+        node.stop()
+        deadline = time.monotonic() + 10
+        # The connection's own session goes when the client sees the node gone; a failed
+        # reconnect attempt then makes another, which engine.io keeps.
+        while not (
+            client.sio.eio.state == "disconnected"
+            and client.sio.eio.http is not None
+            and not client.sio.eio.http.closed
+        ):
+            assert time.monotonic() < deadline, "no failed reconnect attempt within 10 s"
+            await asyncio.sleep(0.05)
+        session = client.sio.eio.http
+        await asyncio.sleep(0.2)  # the attempt's connect error has been handled
+    finally:
+        await client.close()
+    assert session.closed
+    assert client.sio.eio.http is None
+    assert not client.connected
