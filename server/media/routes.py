@@ -14,6 +14,7 @@ from server.deps import PrincipalDep, ServicesDep
 from server.errors import error_response
 from server.media.schemas import AvatarRequest, MediaOut, MediaPage, UsageOut
 from server.media.service import parse_byte_range
+from server.openapi import errors
 
 router = APIRouter(prefix="/v1", tags=["media"])
 
@@ -25,6 +26,27 @@ _BINARY_BODY: dict[str, Any] = {
 }
 # Variants never change (a new upload is a new id), so caches may keep them forever.
 _CACHE = "private, max-age=31536000, immutable"
+_UPLOAD_ERRORS = errors(
+    (403, "Past your storage quota (`quota_exceeded`)"),
+    (413, "Over the byte limit (`upload_too_large`) or the pixel limit (`image_too_large`)"),
+    (429, "Too many uploads; retry after `Retry-After` (`rate_limited`)"),
+)
+_IMAGE_ERRORS = errors(
+    (415, "Not JPEG, PNG, WebP, GIF, HEIC or AVIF, read from the bytes (`unsupported_media_type`)"),
+    (
+        422,
+        "Truncated or undecodable (`corrupt_image`), a JPEG of over 100 scans "
+        "(`image_too_complex`), or an empty body (`empty_upload`)",
+    ),
+    (503, "Image processing is at capacity (`media_busy`) or a backing service is down"),
+)
+_VARIANT_BYTES = {
+    "description": "The variant's bytes (206 with `Content-Range` for a `Range` request)",
+    "content": {
+        kind: {"schema": {"type": "string", "format": "binary"}}
+        for kind in ("image/webp", "image/jpeg", "application/octet-stream")
+    },
+}
 
 
 def _declared_length(request: Request) -> int | None:
@@ -37,7 +59,13 @@ def _declared_length(request: Request) -> int | None:
         raise InvalidRequestError("Content-Length: not a number") from None
 
 
-@router.post("/media", response_model=MediaOut, status_code=201, openapi_extra=_BINARY_BODY)
+@router.post(
+    "/media",
+    response_model=MediaOut,
+    status_code=201,
+    openapi_extra=_BINARY_BODY,
+    responses={**_UPLOAD_ERRORS, **_IMAGE_ERRORS},
+)
 async def upload_image(
     request: Request, principal: PrincipalDep, services: ServicesDep
 ) -> MediaOut:
@@ -53,7 +81,13 @@ async def upload_image(
     )
 
 
-@router.post("/media/blobs", response_model=MediaOut, status_code=201, openapi_extra=_BINARY_BODY)
+@router.post(
+    "/media/blobs",
+    response_model=MediaOut,
+    status_code=201,
+    openapi_extra=_BINARY_BODY,
+    responses={**_UPLOAD_ERRORS, **errors((404, "No such conversation, or not yours"))},
+)
 async def upload_blob(
     request: Request,
     principal: PrincipalDep,
@@ -89,20 +123,36 @@ async def media_usage(principal: PrincipalDep, services: ServicesDep) -> UsageOu
     return await services.media.usage(principal.user_id)
 
 
-@router.get("/media/{media_id}", response_model=MediaOut)
+@router.get("/media/{media_id}", response_model=MediaOut, responses=errors(404))
 async def get_media(media_id: UUID, principal: PrincipalDep, services: ServicesDep) -> MediaOut:
     """Sizes, placeholder and variants of a media item you may see."""
     return await services.media.get(principal.user_id, str(media_id))
 
 
-@router.delete("/media/{media_id}", status_code=204)
+@router.delete("/media/{media_id}", status_code=204, responses=errors(404))
 async def delete_media(media_id: UUID, principal: PrincipalDep, services: ServicesDep) -> Response:
     """Delete your upload; avatars showing it are cleared, messages keep a dead reference."""
     await services.media.delete(principal.user_id, str(media_id))
     return Response(status_code=204)
 
 
-@router.api_route("/media/{media_id}/{variant}", methods=["GET", "HEAD"], response_model=None)
+_DOWNLOAD: dict[str, Any] = {
+    "response_model": None,
+    "response_class": Response,
+    "responses": {
+        200: _VARIANT_BYTES,
+        206: {"description": "Part of the variant, as `Content-Range` says"},
+        304: {"description": "`If-None-Match` matched: your copy is current"},
+        **errors(
+            (404, "No such media or variant, or not yours to see"),
+            (416, "The `Range` starts past the end (`range_not_satisfiable`)"),
+        ),
+    },
+}
+
+
+@router.get("/media/{media_id}/{variant}", operation_id="download_media_variant", **_DOWNLOAD)
+@router.head("/media/{media_id}/{variant}", operation_id="head_media_variant", **_DOWNLOAD)
 async def download(
     media_id: UUID,
     variant: Annotated[str, Path(max_length=16)],

@@ -437,24 +437,24 @@ def parse_byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return None
-    try:
-        if first == "":
-            suffix = int(last)
-            if suffix <= 0:
-                raise ValueError("empty suffix range")
-            start = max(0, size - suffix)
-            return start, size - start
-        start = int(first)
-        end = int(last) if last else max(size - 1, start)
-    except ValueError:
-        if first.isdigit() or (first == "" and last.isdigit()):
-            raise
-        return None  # not a range at all: ignore it
-    if start < 0 or end < start:
+    if not dash or not (first or last) or not all(map(_digits, (first, last))):
+        return None  # not a byte range at all: ignore it
+    if first == "":
+        suffix = int(last)
+        if suffix == 0:
+            raise ValueError("empty suffix range")
+        start = max(0, size - suffix)
+        return start, size - start
+    start = int(first)
+    end = int(last) if last else max(size - 1, start)
+    if end < start:
         return None
     if start >= size:
         raise ValueError("range starts past the end")
     end = min(end, size - 1)
     return start, end - start + 1
+
+
+def _digits(text: str) -> bool:
+    """Empty, or ASCII digits only (``int()`` would also take "²", "٣" and "1_0")."""
+    return text == "" or (text.isascii() and text.isdigit())

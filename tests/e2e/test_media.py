@@ -36,6 +36,7 @@ from tests.support.images import (
     CAMERA_MAKE,
     corners,
     is_red,
+    jpeg_scan_flood,
     load,
     marked_photo,
     metadata_fields,
@@ -341,9 +342,9 @@ async def test_8k_photo_upload_gives_upright_variants_without_metadata(
 async def test_bad_uploads_get_json_errors_and_leave_no_spool_files(
     tight_node: ServerProcess, images: Images, people: MakeUser
 ) -> None:
-    """Corrupt, non-image, empty, oversized (declared or chunked), bomb, no token: 4xx JSON."""
+    """Corrupt, non-image, empty, oversized (declared or chunked), bombs, no token: 4xx JSON."""
     # Three uploads each before the burst runs out.
-    first, second, third = [await people(tight_node, f"bad-{i}") for i in range(3)]
+    first, second, third, fourth = [await people(tight_node, f"bad-{i}") for i in range(4)]
     too_big = bytes(250_000)
 
     assert_error(await upload(first, images.truncated), 422, "corrupt_image")
@@ -372,6 +373,7 @@ async def test_bad_uploads_get_json_errors_and_leave_no_spool_files(
 
     noise = b"\xff\xd8\xff" + random.Random(3).randbytes(4000)
     assert_error(await upload(third, noise), 422, "corrupt_image")
+    assert_error(await upload(fourth, jpeg_scan_flood(5_000)), 422, "image_too_complex")
     form = await raw(third, "POST", "/v1/media", files={"file": ("cat.jpg", images.small)})
     assert_error(form, 415, "unsupported_media_type")  # the body is the form, not the image
 

@@ -148,3 +148,22 @@ def jpeg_bomb(width: int, height: int) -> bytes:
     # FFC0, length (2), precision (1), then height and width, 2 bytes each.
     data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
+
+
+def jpeg_scan_flood(scans: int, *, stray: bytes = b"") -> bytes:
+    """A small progressive JPEG whose last scan is repeated until it has ``scans``.
+
+    ``stray`` goes between two segments before the first scan: bytes a decoder
+    skips with a warning, which must not hide the scans after them.
+    """
+    data = solid(96, 64, (90, 120, 150)).jpegsave_buffer(Q=80, interlace=True)
+    first, last = data.find(b"\xff\xda"), data.rfind(b"\xff\xda")
+    assert 1 < data.count(b"\xff\xda") < scans and data.endswith(b"\xff\xd9")
+    body = data[:first] + stray + data[first:-2]
+    return body + data[last:-2] * (scans - data.count(b"\xff\xda")) + b"\xff\xd9"
+
+
+def with_app_segment(jpeg: bytes, payload: bytes) -> bytes:
+    """``jpeg`` with an APP15 segment carrying ``payload`` right after its SOI."""
+    assert jpeg.startswith(b"\xff\xd8") and len(payload) < 65_534
+    return jpeg[:2] + b"\xff\xef" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]

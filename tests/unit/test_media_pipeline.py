@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import random
 import subprocess
 import sys
@@ -22,11 +23,14 @@ import thumbhash
 from PIL import Image as PillowImage
 
 from media.pipeline import (
+    MAX_JPEG_SCANS,
     CorruptImageError,
+    ImageTooComplexError,
     ImageTooLargeError,
     Processed,
     Spec,
     configure_libvips,
+    jpeg_scans,
     probe,
     process,
     sniff,
@@ -37,12 +41,14 @@ from tests.support.images import (
     corners,
     is_red,
     jpeg_bomb,
+    jpeg_scan_flood,
     load,
     marked_photo,
     metadata_fields,
     noisy_photo,
     png_bomb,
     solid,
+    with_app_segment,
     with_camera_metadata,
 )
 
@@ -415,6 +421,35 @@ print(json.dumps({"codes": codes, "seconds": seconds, "grew_kib": after - before
 """
 
 
+@pytest.mark.parametrize("stray", [b"", b"junk\x00\xff\x00 between segments"], ids=["", "stray"])
+def test_jpeg_with_too_many_scans_is_refused_before_decoding(tmp_path: Path, stray: bytes) -> None:
+    """Each scan is a pass over the whole image: past the limit, 422 before any decoding."""
+    path = tmp_path / "scans.jpg"
+    path.write_bytes(jpeg_scan_flood(MAX_JPEG_SCANS, stray=stray))
+    assert jpeg_scans(path, stop_after=10_000) == MAX_JPEG_SCANS
+    probe(path, "jpeg", 100_000_000)  # at the limit: allowed
+
+    path.write_bytes(jpeg_scan_flood(5_000, stray=stray))
+    assert jpeg_scans(path, stop_after=10_000) == 5_000
+    assert jpeg_scans(path, stop_after=MAX_JPEG_SCANS) == MAX_JPEG_SCANS + 1
+    with pytest.raises(ImageTooComplexError) as info:
+        process(path, "jpeg", Spec())
+    assert (info.value.status, info.value.code) == (422, "image_too_complex")
+    assert f"more than {MAX_JPEG_SCANS} scans" in info.value.message
+
+
+def test_progressive_jpeg_is_processed_and_metadata_bytes_are_not_scans(tmp_path: Path) -> None:
+    """A usual progressive JPEG passes; start-of-scan bytes inside metadata are not scans."""
+    jpeg = marked_photo(1600, 1200).jpegsave_buffer(Q=85, interlace=True)
+    path = tmp_path / "progressive.jpg"
+    path.write_bytes(with_app_segment(jpeg, b"\xff\xda" * 30_000))
+    scans = jpeg_scans(path, stop_after=10_000)
+    assert 2 <= scans <= 12 and scans == jpeg.count(b"\xff\xda")
+    result = process(path, "jpeg", Spec())
+    full = load(variants(result)["full.jpg"].data)
+    assert (full.width, full.height) == (1440, 1080)
+
+
 @pytest.mark.parametrize(
     ("fmt", "bomb"),
     [("png", png_bomb(60000, 60000)), ("jpeg", jpeg_bomb(60000, 60000))],
@@ -471,6 +506,22 @@ def test_truncated_jpeg_is_corrupt(tmp_path: Path) -> None:
 # media/pipeline.py _load_fitted puts fail_on=truncated in the filename's
 # option string, but vips_thumbnail's own fail_on argument (default "none")
 # overrides it: a half PNG/GIF/WebP is accepted with its missing rows black.
+def test_libvips_warnings_make_no_log_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libvips warns from its worker threads; no Python log record may be made there.
+
+    (A record is an allocation in a thread libvips is running, and can start a
+    garbage collection that finalizes images inside libvips: a run aborted so.)
+    """
+    data = noisy_photo(800, 600).jpegsave_buffer(Q=90)
+    path = tmp_path / "half.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.DEBUG), pytest.raises(CorruptImageError):
+        process(path, "jpeg", Spec())
+    assert not [r for r in caplog.records if r.name == "pyvips"]
+
+
 def test_truncated_png_is_corrupt(tmp_path: Path) -> None:
     """The first half of a real PNG is refused with 422, not stored with black rows."""
     data = noisy_photo(800, 600).pngsave_buffer()
@@ -490,6 +541,17 @@ def test_random_bytes_behind_jpeg_magic_are_corrupt(tmp_path: Path) -> None:
     assert (info.value.status, info.value.code) == (422, "corrupt_image")
     with pytest.raises(CorruptImageError):
         process(path, "jpeg", Spec())
+
+
+def test_corrupt_image_errors_do_not_name_server_files(tmp_path: Path) -> None:
+    """libvips names the file in some errors; the client sees "the file", not the spool path."""
+    path = tmp_path / "upload-x1y2z3"
+    path.write_bytes(b"\x00\x00\x00\x1cftypavif" + bytes(16) + random.Random(1).randbytes(3000))
+    assert sniff(path.read_bytes()[:64]) == "avif"
+    with pytest.raises(CorruptImageError) as info:
+        process(path, "avif", Spec())
+    assert "the file" in info.value.message
+    assert "upload-x1y2z3" not in info.value.message and str(tmp_path) not in info.value.message
 
 
 def test_loaders_outside_the_list_are_blocked(tmp_path: Path) -> None:
