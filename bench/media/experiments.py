@@ -1,7 +1,7 @@
 """Candidate changes to media/pipeline.py, measured without editing it.
 
-    .venv/bin/python -m bench.media.run --libs pyvips,pyvips:icc-after-resize --no-profile
-    .venv/bin/python -m bench.media.experiments icc-after-resize --image 12mp --reps 25
+    .venv/bin/python -m bench.media.run --libs pyvips,pillow,pyvips:mmap-1m --no-profile
+    .venv/bin/python -m bench.media.experiments concurrency-1 --image 12mp --reps 25
 
 Each experiment patches the pyvips pipeline inside the measuring process only
 (bench/media/worker.py applies it after import), so the same runner measures
@@ -10,24 +10,28 @@ the server's code with one change at a time. What each one changes:
 - ``concurrency-1``: ``pyvips.concurrency_set(1)`` after ``configure_libvips``:
   libvips' own worker threads per pipeline, 2 by default (the core count).
   The pool already runs 2 jobs and 2 side encodes on 2 cores.
-- ``icc-after-resize``: the embedded-profile transform runs on the fitted
-  image (at most 1920x1080) instead of on the shrink-on-load one (up to 2x
-  wider and taller), as vips_thumbnail does with ``export_profile``.
 - ``no-side``: no side executor; the full WebP is encoded on the job's thread.
 - ``arena-2``: ``mallopt(M_ARENA_MAX, 2)`` at start-up: glibc then keeps at
   most 2 malloc arenas instead of up to 8 per core, so memory freed by one
   thread is reused by the next instead of sitting in that thread's arena.
-  (The same as ``MALLOC_ARENA_MAX=2`` in the environment.)
-- all of them combine with ``+``: ``icc-after-resize+concurrency-1``.
+  (The same as ``MALLOC_ARENA_MAX=2`` in the environment.) The server's
+  ``configure_libvips`` does this already, so it changes only Pillow.
+- ``mmap-1m``: ``mallopt(M_MMAP_THRESHOLD, 1 MiB)`` at start-up: every
+  buffer of 1 MiB or more (decoded images, encoder planes) is its own mapping,
+  returned to the kernel when freed. glibc otherwise raises the threshold to
+  the largest buffer freed so far, after which image buffers come from the
+  heap and stay in the process.
+- all of them combine with ``+``: ``mmap-1m+concurrency-1``.
 
-``no-side`` and ``arena-2`` apply to the Pillow peer too (``pillow:no-side``).
+``no-side``, ``arena-2`` and ``mmap-1m`` apply to the Pillow peer too
+(``pillow:no-side``).
 
 Run as a module, this is an A/B test in one process, for the changes that
-can be switched on and off between two images (``concurrency-1``,
-``icc-after-resize``): the server's ``process`` (with a side thread) on one
-photo, unchanged and changed alternately, ``--reps`` times each; the paired
-difference of wall and CPU time per image. Effects of 5-10 % are lost in the
-noise between separate processes on this shared machine, not in this.
+can be switched on and off between two images (``concurrency-1``): the
+server's ``process`` (with a side thread) on one photo, unchanged and
+changed alternately, ``--reps`` times each; the paired difference of wall
+and CPU time per image. Effects of 5-10 % are lost in the noise between
+separate processes on this shared machine, not in this.
 """
 
 from __future__ import annotations
@@ -49,36 +53,6 @@ def _concurrency_1() -> None:
     pyvips.concurrency_set(1)
 
 
-def _icc_after_resize() -> None:
-    import pyvips
-
-    from media import pipeline
-
-    original = pipeline._load_fitted
-
-    def load_fitted(path: Path, fmt: str, spec: pipeline.Spec, *, animated: bool) -> Any:
-        if fmt != "jpeg":
-            return original(path, fmt, spec, animated=animated)
-        header = pyvips.Image.new_from_file(str(path), access="sequential")
-        width, height = header.width, header.height
-        if header.get_typeof("orientation") and header.get("orientation") in (5, 6, 7, 8):
-            width, height = height, width
-        factor = max(width / spec.full_width, height / spec.full_height)
-        shrink = next((s for s in (8, 4, 2) if s <= factor), 1)
-        image = pyvips.Image.jpegload(
-            str(path), shrink=shrink, access="sequential", fail_on="truncated"
-        )
-        image = image.copy_memory().autorot()
-        image = image.thumbnail_image(spec.full_width, height=spec.full_height, size="down")
-        if image.get_typeof("icc-profile-data"):
-            image = image.icc_transform("srgb", embedded=True, intent="perceptual")
-        elif image.interpretation == "cmyk":
-            image = image.colourspace("srgb")
-        return image
-
-    pipeline._load_fitted = load_fitted
-
-
 _with_side = True
 
 
@@ -97,6 +71,12 @@ def _arena_2(lib: str) -> None:
         raise RuntimeError("mallopt(M_ARENA_MAX) failed")
 
 
+def _mmap_1m(lib: str) -> None:
+    m_mmap_threshold = -3  # glibc <malloc.h>
+    if ctypes.CDLL(None).mallopt(m_mmap_threshold, 1 << 20) != 1:
+        raise RuntimeError("mallopt(M_MMAP_THRESHOLD) failed")
+
+
 def process(path: Path, fmt: str, spec: Any, side: Executor | None = None) -> Any:
     """media.pipeline.process, as changed by the experiments applied."""
     from media import pipeline
@@ -111,9 +91,12 @@ def with_side() -> bool:
 
 PYVIPS: dict[str, Callable[[], None]] = {
     "concurrency-1": _concurrency_1,
-    "icc-after-resize": _icc_after_resize,
 }
-BOTH: dict[str, Callable[[str], None]] = {"no-side": _no_side, "arena-2": _arena_2}
+BOTH: dict[str, Callable[[str], None]] = {
+    "no-side": _no_side,
+    "arena-2": _arena_2,
+    "mmap-1m": _mmap_1m,
+}
 
 
 def apply(names: str, lib: str) -> None:
@@ -131,26 +114,15 @@ def _switch(name: str) -> Callable[[bool], None]:
     """A function that turns the change ``name`` on or off in this process."""
     import pyvips
 
-    from media import pipeline
-
     if name == "concurrency-1":
         default = pyvips.concurrency_get()
         return lambda on: pyvips.concurrency_set(1 if on else default)
-    if name == "icc-after-resize":
-        original = pipeline._load_fitted
-        _icc_after_resize()
-        changed = pipeline._load_fitted
-
-        def switch(on: bool) -> None:
-            pipeline._load_fitted = changed if on else original
-
-        return switch
     raise SystemExit(f"{name} cannot be switched within a process; use run.py --libs")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="A/B of one change, in one process")
-    parser.add_argument("change", choices=["concurrency-1", "icc-after-resize"])
+    parser.add_argument("change", choices=["concurrency-1"])
     parser.add_argument("--image", default="12mp")
     parser.add_argument("--reps", type=int, default=25)
     args = parser.parse_args()

@@ -189,6 +189,40 @@ def targets(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+# The steps that are nothing but a codec call: the same work in any library.
+CODEC_STEPS = ("decode", "webp full", "jpeg full", "encode thumbs")
+
+
+def ceiling(report: dict[str, Any]) -> list[str]:
+    """The most any pipeline over these codecs could gain on Pillow's throughput.
+
+    Every library here decodes with libjpeg(-turbo) and encodes with libwebp
+    and libjpeg, so the codec steps are a floor under anyone's CPU time per
+    image: take the faster of the two libraries at each codec step (from the
+    profile) and count everything else as free; Pillow's CPU time per image
+    with 2 threads over that floor bounds the ratio from above.
+    """
+    groups = _groups(report)
+    lines = []
+    for name in report["images"]:
+        steps = {lib: groups.get((name, "profile", lib, "")) for lib in ("pyvips", "pillow")}
+        pillow = groups.get((name, "threads", "pillow", ""))
+        if not all(steps.values()) or not pillow:
+            continue
+        floor = sum(
+            min(statistics.median(r["steps_ms"][step] for r in rs) for rs in steps.values() if rs)
+            for step in CODEC_STEPS
+        )
+        cpu = 1000 * _med(pillow, "cpu_s_per_image")
+        lines.append(
+            f"- {name}: codec floor {floor:.0f} ms per image (the faster library at each of "
+            f"{', '.join(CODEC_STEPS)}); Pillow needs {cpu:.0f} ms of CPU per image with "
+            f"2 threads, so no pipeline on these codecs can exceed {cpu / floor:.2f}x "
+            "Pillow's images/s"
+        )
+    return lines
+
+
 def header(report: dict[str, Any]) -> list[str]:
     m, start = report["machine"], report["at_start"]
     rounds = report["config"].get("rounds", 1)
@@ -224,6 +258,7 @@ def markdown(report: dict[str, Any]) -> str:
         profile_table(report),
         experiments_table(report),
         targets(report),
+        ceiling(report),
     ]
     return "\n\n".join("\n".join(s) for s in sections if s)
 

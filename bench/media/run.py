@@ -208,7 +208,7 @@ def main() -> None:
         "--libs",
         default=",".join(LIBS),
         help="pyvips, pillow, and LIB:EXPERIMENT for a change from bench/media/experiments.py "
-        "measured beside them, e.g. pyvips,pyvips:icc-after-resize+concurrency-1 "
+        "measured beside them, e.g. pyvips,pyvips:mmap-1m+concurrency-1 "
         "(no-side applies to Pillow too)",
     )
     parser.add_argument("--modes", default=",".join(MODES))
