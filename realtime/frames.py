@@ -30,6 +30,8 @@ from websockets.protocol import State
 
 log = logging.getLogger(__name__)
 
+# The first character of every Engine.IO text packet: its type, 0 to 6.
+_ENGINEIO_PACKET_TYPES = frozenset("0123456")
 # The attribute of an engineio AsyncSocket that holds its uvicorn protocol
 # while its websocket is being served.
 _PROTOCOL = "parley_ws_protocol"
@@ -72,6 +74,21 @@ class FrameWebSocket(WebSocket):  # type: ignore[misc]
         finally:
             if recorded:
                 setattr(socket, _PROTOCOL, None)
+
+    async def wait(self) -> Any:
+        """The next frame, or ``OSError`` for one that is not an Engine.IO packet.
+
+        engineio parses a frame outside its receive loop's error handling: a
+        text frame that is empty or does not start with a packet type raised
+        out of the handler, which left the socket (and its user's presence)
+        behind until the ping timeout. As ``OSError`` it ends the loop the way
+        a closed connection does, and the socket is closed at once.
+        """
+        data = await super().wait()
+        if isinstance(data, str) and data[:1] not in _ENGINEIO_PACKET_TYPES:
+            log.info("a websocket sent a frame that is not Engine.IO: closing it")
+            raise OSError("not an Engine.IO packet")
+        return data
 
 
 # What direct_transport reads, checked once per websocket (not per frame).

@@ -19,10 +19,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import orjson
 import socketio
 from pydantic import BaseModel, ValidationError
 
-from config.errors import InvalidRequestError, ParleyError, RateLimitedError, UnavailableError
+from config.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    ParleyError,
+    RateLimitedError,
+    UnavailableError,
+)
 from config.settings import RealtimeSettings, RedisSettings, split_list
 from realtime import codec
 from realtime.control import ControlBus
@@ -63,23 +70,90 @@ _RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 SESSION_REVOKED_CONTROL = "session_revoked"
 
 
+# The payload of a packet whose JSON did not parse (NaN, an unpaired surrogate
+# as JavaScript writes for a string cut inside an emoji, nesting past 1,024
+# levels, trailing bytes): it still reaches the event dispatch, so the client
+# gets an error ack instead of silence.
+_UNREADABLE = object()
+# Socket.IO packet types that carry binary attachments in frames of their own.
+_BINARY_PACKET_TYPES = ("5", "6")
+
+
 class _TextPacket(socketio.packet.Packet):  # type: ignore[misc]
     """Parley sends JSON text only, so an outgoing packet is never searched for bytes.
 
     The stock packet walks every list and dict of the payload looking for
     binary attachments each time one is made: for an envelope addressed to
-    fifty devices, that walk cost more than encoding it. Incoming binary
-    packets are still parsed as the library does.
+    fifty devices, that walk cost more than encoding it. Incoming packets
+    whose JSON does not parse keep their type, namespace and ack id, with
+    ``_UNREADABLE`` as their data.
     """
 
     uses_binary_events = False
 
+    def decode(self, encoded_packet: str | bytes) -> int:
+        try:
+            return int(super().decode(encoded_packet))
+        except orjson.JSONDecodeError:  # the JSON is the last thing decoded
+            self.data = _UNREADABLE
+            return 0
+
 
 class _SocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # Parley's protocol is JSON text. A binary packet, a binary frame or a
+        # packet that does not parse is a broken or hostile client: it is
+        # disconnected (python-socketio would keep a half-built binary packet
+        # and silently swallow everything the socket sends after it).
+        if not isinstance(data, str) or data[:1] in _BINARY_PACKET_TYPES:
+            await self._drop(eio_sid, "binary data (Parley's socket protocol is JSON text)")
+            return
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except ValueError as exc:
+            await self._drop(eio_sid, f"a packet that does not parse ({exc})")
+
+    async def _drop(self, eio_sid: str, what: str) -> None:
+        log.info("socket %s sent %s: disconnecting it", eio_sid, what)
+        await self.eio.disconnect(eio_sid)
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        await super()._handle_connect(eio_sid, namespace, None if data is _UNREADABLE else data)
+
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
-        if not isinstance(data, list) or not data or data[0] in _RESERVED_EVENTS:
+        if data is _UNREADABLE:
+            await self._refuse(
+                eio_sid,
+                namespace,
+                id,
+                InvalidRequestError(
+                    "the payload is not JSON this server reads (NaN, Infinity, an unpaired "
+                    "surrogate, nesting over 1,024 levels or bytes after the JSON)",
+                    code="malformed_json",
+                ),
+            )
+            return
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            await self._refuse(
+                eio_sid,
+                namespace,
+                id,
+                InvalidRequestError("an event is [name, payload] with a string name"),
+            )
+            return
+        if data[0] in _RESERVED_EVENTS:
             return
         await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def _refuse(
+        self, eio_sid: str, namespace: str | None, id: Any, error: ParleyError
+    ) -> None:
+        """Answer an event that never reaches a handler, if the client asked for an ack."""
+        if id is not None:
+            ack = self.packet_class(
+                socketio.packet.ACK, namespace=namespace, id=id, data=[error_ack(error)]
+            )
+            await self._send_packet(eio_sid, ack)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         # engine.io closes a socket on the client's CLOSE packet without waking
@@ -325,6 +399,7 @@ class SocketHub:
         metrics.count_deliveries(manager)
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("*", self._on_unknown_event)
 
     # -- wiring ---------------------------------------------------------------
 
@@ -354,8 +429,9 @@ class SocketHub:
                 if self._limiter is not None:
                     wait = await self._limiter(principal.user_id)
                     if wait > 0:
+                        retry = int(wait) + 1
                         raise RateLimitedError(
-                            f"too many events; wait {wait:.2f} s", retry_after=int(wait) + 1
+                            f"too many events; retry after {retry} s", retry_after=retry
                         )
                 if len(args) != 1:
                     raise InvalidRequestError(f"{event} takes exactly one payload object")
@@ -384,6 +460,16 @@ class SocketHub:
                 await self._done_handling(sid)
 
         self.sio.on(event, dispatch)
+
+    async def _on_unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        """Every event without a handler: an error ack, not silence (a typo would hang)."""
+        self._metrics.events_in.labels("unknown", "unknown_event").inc()
+        shown = event if len(event) <= 64 else event[:64] + "..."
+        return error_ack(
+            NotFoundError(
+                f"no event {shown!r}; docs/PROTOCOL.md lists the events", code="unknown_event"
+            )
+        )
 
     # -- emitting -------------------------------------------------------------
 
@@ -514,10 +600,12 @@ class SocketHub:
                 if socket is not None and socket.queue.qsize() > limit:
                     log.warning("dropping a slow consumer", extra={"queued": socket.queue.qsize()})
                     self._metrics.slow_consumers.inc()
-                    await self._abort_transport(sid)
                     # Its writer is stuck behind a full buffer: a close frame
-                    # would never get out, so reset the connection itself.
+                    # would never get out, so reset the connection itself,
+                    # first: once engine.io's close below lets the websocket
+                    # handler end, the transport is no longer recorded.
                     abort_connection(socket)
+                    await self._abort_transport(sid)
 
     async def _done_handling(self, sid: str) -> None:
         left = self._in_flight.get(sid, 1) - 1

@@ -34,6 +34,7 @@ from server.drain import RefuseNewSockets, drain_on_sigterm, follow_supervisor
 from server.errors import install_error_handlers
 from server.media.routes import router as media_router
 from server.middleware import RequestContextMiddleware
+from server.openapi import install_openapi
 from server.ops.routes import router as ops_router
 from server.search.routes import router as search_router
 from server.tips.routes import router as tips_router
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None) -> Any:
     ):
         api.include_router(router)
     install_web_client(api, settings.server.web_dir)  # last: the fallback for unrouted GETs
+    install_openapi(api)
     register_chat_events(services.hub, services.messages)
     if cors_origins := split_list(settings.server.cors_origins):
         api.add_middleware(

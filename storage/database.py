@@ -78,8 +78,15 @@ def tortoise_config(settings: DatabaseSettings) -> dict[str, Any]:
     }
 
 
-# For the ``tortoise`` CLI (makemigrations) during development.
-TORTOISE_CLI_CONFIG = tortoise_config(DatabaseSettings())
+def __getattr__(name: str) -> Any:
+    """``TORTOISE_CLI_CONFIG``, for the ``tortoise`` CLI (makemigrations) in development.
+
+    Built when the CLI asks for it, not at import: building it creates the
+    SQLite file of the environment's settings.
+    """
+    if name == "TORTOISE_CLI_CONFIG":
+        return tortoise_config(DatabaseSettings())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 async def open_database(settings: DatabaseSettings) -> None:

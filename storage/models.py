@@ -12,6 +12,11 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+# Column widths that lookups by user input must respect (a longer value
+# cannot be stored, so it cannot match either).
+LOGIN_KEY_LENGTH = 64
+IDENTITY_VALUE_LENGTH = 255
+
 
 class User(Model):
     """A person. Identities (phone, e-mail, wallets) hang off it."""
@@ -26,7 +31,7 @@ class User(Model):
     # Seed 001: a login for e-mail + password accounts, shown as typed and
     # unique case-insensitively through login_key (its lower-case form).
     login = fields.CharField(max_length=64, null=True)
-    login_key = fields.CharField(max_length=64, null=True, unique=True)
+    login_key = fields.CharField(max_length=LOGIN_KEY_LENGTH, null=True, unique=True)
     # argon2id(HMAC-SHA256(pepper, password)); the pepper is never stored.
     password_hash = fields.CharField(max_length=255, null=True)
     # A media id (an image the user uploaded); anyone signed in may fetch it.
@@ -50,7 +55,7 @@ class Identity(Model):
     kind = fields.CharField(max_length=16)
     # Normalized, the uniqueness key: E.164 for phones, lower case for e-mail
     # and Ethereum addresses, the hex public key for Substrate accounts.
-    value = fields.CharField(max_length=255)
+    value = fields.CharField(max_length=IDENTITY_VALUE_LENGTH)
     # As the person knows it: EIP-55 address, SS58 address, e-mail as typed.
     display = fields.CharField(max_length=255, default="")
     verified_at = fields.DatetimeField(null=True)

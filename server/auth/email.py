@@ -68,10 +68,13 @@ class ConsoleEmailSender:
 
     async def send(self, message: EmailMessage) -> None:
         validate_message(message)
+        # The body goes in the message too: the text log format shows no extras,
+        # and the link in it is the point of reading the log.
         log.warning(
-            "email to %s: %s",
+            "email to %s: %s\n%s",
             message.to,
             message.subject,
+            message.text,
             extra={
                 "email_to": message.to,
                 "email_subject": message.subject,

@@ -36,7 +36,7 @@ from server.auth.sessions import SessionService
 from server.users.service import new_user_code
 from storage import outbox
 from storage.kv import KeyValueStore
-from storage.models import ActionToken, Identity, User
+from storage.models import IDENTITY_VALUE_LENGTH, LOGIN_KEY_LENGTH, ActionToken, Identity, User
 
 log = logging.getLogger(__name__)
 
@@ -236,11 +236,18 @@ class EmailPasswordService:
         )
 
     async def _find_account(self, ident: str) -> User | None:
+        # What the form allows may be longer than any stored value (and lower()
+        # can lengthen text: "İ" becomes two characters): no account has it,
+        # and the database is never asked for a value its column cannot hold.
         if "@" in ident:
+            if len(ident) > IDENTITY_VALUE_LENGTH:
+                return None
             identity = await Identity.get_or_none(
                 kind="email", value=ident, verified_at__not_isnull=True
             ).select_related("user")
             return identity.user if identity is not None else None
+        if len(ident) > LOGIN_KEY_LENGTH:
+            return None
         return await User.get_or_none(login_key=ident)
 
     # -- passwords ----------------------------------------------------------

@@ -150,7 +150,7 @@ class MessageService:
                 conversation_id=conversation_id, sender_id=user_id, client_msg_id=client_msg_id
             )
             if existing is not None:
-                return message_out(existing)
+                return _resent(existing, kind, body)
             raise
         return await self.append(
             conversation_id,
@@ -215,7 +215,7 @@ class MessageService:
             )
             if existing is None:
                 raise
-            return message_out(existing)
+            return _resent(existing, kind, body)
         if seq is None:
             raise ConversationNotFoundError("no such conversation")
         out = MessageOut.model_construct(
@@ -334,13 +334,14 @@ class MessageService:
         body: dict[str, Any],
     ) -> MessageOut:
         """Replace a message's body (its sender only); an ``edit`` message records it."""
+        # Membership first: to anyone else the conversation's messages do not exist.
+        roster = await self._rosters.cache.member(user_id, conversation_id)
         target = await self._target(conversation_id, message_id)
         if target.sender_id is None or str(target.sender_id) != user_id:
             raise PermissionDeniedError("only the sender may edit a message", code="not_allowed")
         if target.deleted_at is not None:
             raise ConflictError("the message was deleted", code="message_deleted")
         body = _validated_body(target.kind, body)
-        roster = await self._rosters.cache.member(user_id, conversation_id)
         await self._check_body(roster, user_id, client_msg_id, target.kind, body)
         now = datetime.now(UTC)
         return await self.append(
@@ -570,6 +571,20 @@ class _Append:
     body: str  # JSON
     created_at: datetime
     searchable: bool
+
+
+def _resent(existing: Message, kind: str, body: dict[str, Any]) -> MessageOut:
+    """The stored message a resend gets, if it is a resend: the same kind of action
+    on the same target. Reusing a ``client_msg_id`` for another action would
+    otherwise be acked with the earlier message and silently not happen."""
+    stored = existing.body if isinstance(existing.body, dict) else {}
+    if existing.kind != kind or stored.get("target") != body.get("target"):
+        raise ConflictError(
+            f"client_msg_id {existing.client_msg_id!r} already belongs to a {existing.kind} "
+            "message of yours; use a new one for each message, edit and delete",
+            code="client_msg_id_reused",
+        )
+    return message_out(existing)
 
 
 async def _store_appends(rows: list[_Append]) -> list[int | BaseException | None]:

@@ -166,7 +166,7 @@ async def sync_get(
     parsed: dict[str, int] = {}
     for item in filter(None, positions.split(",")):
         cid, _, seq = item.partition(":")
-        if not seq.isdigit() or len(seq) > 18:
+        if not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
             raise InvalidRequestError(f"positions: {item!r} is not conversation_id:last_seq")
         parsed[str(parse_id(cid, "positions"))] = int(seq)
     if len(parsed) > 200:

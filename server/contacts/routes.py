@@ -72,7 +72,9 @@ async def delete_contacts(principal: PrincipalDep, services: ServicesDep) -> Res
 async def contact_updates(
     principal: PrincipalDep,
     services: ServicesDep,
-    since: Annotated[int, Query(ge=0, description="`next_since` of the last page; 0 for all")] = 0,
+    since: Annotated[
+        int, Query(ge=0, le=2**62, description="`next_since` of the last page; 0 for all")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 100,
 ) -> StatusChangePage:
     """Status changes of your mutual contacts, oldest first."""

@@ -323,6 +323,24 @@ async def test_wrong_password_and_unknown_login_answer_alike(
     )
 
 
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        "a" * 65,  # longer than any login
+        "a" * 254,
+        "\u0130" * 128 + "@x.co",  # 133 characters, 261 once lower-cased
+    ],
+    ids=["login-65", "login-254", "email-lengthened-by-lower"],
+)
+async def test_identifiers_longer_than_any_account_are_unknown_not_500(
+    node: ServerProcess, http: httpx.AsyncClient, identifier: str
+) -> None:
+    """What the form allows but no column can hold is an unknown account: 401, like any."""
+    response = await sign_in(http, identifier, "not the password at all")
+    assert response.status_code == 401, response.text
+    assert error_code(response) == "invalid_credentials"
+
+
 async def test_registering_a_taken_address_mails_instead_of_linking(
     node: ServerProcess, http: httpx.AsyncClient
 ) -> None:

@@ -542,6 +542,47 @@ async def test_only_the_sender_can_edit(sqlite_node: ServerProcess) -> None:
         await assert_quiet(*clients)
 
 
+async def test_a_client_msg_id_names_one_action(sqlite_node: ServerProcess) -> None:
+    """Resending an edit is idempotent; reusing a send's client_msg_id for an edit is a 409."""
+    async with signed_in(sqlite_node, "ann", "ben") as clients:
+        ann, ben = clients
+        gid = (await new_group(ann, [ben]))["id"]
+        original = await ann.send_text(gid, "first")
+        other = await ann.send_text(gid, "second")
+
+        def edit(client_msg_id: str, target: str, text: str) -> dict[str, Any]:
+            return {
+                "conversation_id": gid,
+                "message_id": target,
+                "client_msg_id": client_msg_id,
+                "body": {"text": text},
+            }
+
+        send_id = original["client_msg_id"]
+        reused = await refused(ann.emit("message:edit", edit(send_id, original["id"], "x")))
+        assert reused.code == "client_msg_id_reused", reused
+        done = await ann.emit("message:edit", edit("e1", original["id"], "first, edited"))
+        again = await ann.emit("message:edit", edit("e1", original["id"], "first, edited"))
+        assert again["id"] == done["id"] and done["kind"] == "edit"
+        elsewhere = await refused(ann.emit("message:edit", edit("e1", other["id"], "again")))
+        assert elsewhere.code == "client_msg_id_reused"
+        history = await history_by_id(ann, gid)
+        assert history[original["id"]]["body"] == {"text": "first, edited"}
+        assert history[other["id"]]["body"] == {"text": "second"}
+
+
+async def test_outsiders_cannot_tell_a_message_exists(sqlite_node: ServerProcess) -> None:
+    """Editing in a conversation you are not in: conversation_not_found, real message id or not."""
+    async with signed_in(sqlite_node, "owner", "ann", "eve") as clients:
+        owner, ann, eve = clients
+        gid = (await new_group(owner, [ann]))["id"]
+        original = await ann.send_text(gid, "ours")
+        for message_id in (original["id"], str(uuid.uuid4())):
+            edit = await refused(eve.edit_text(gid, message_id, "mine now"))
+            delete = await refused(eve.delete_message(gid, message_id))
+            assert edit.code == delete.code == "conversation_not_found", message_id
+
+
 async def test_sender_delete_tombstones_the_message(sqlite_node: ServerProcess) -> None:
     """A delete is a message:new of kind "delete"; the target's body is {} with deleted_at set."""
     async with signed_in(sqlite_node, "owner", "ann", "ben") as clients:
@@ -1076,7 +1117,9 @@ async def test_get_sync_matches_post_sync(sqlite_node: ServerProcess) -> None:
         )
         assert by_get == by_post
         assert [m["seq"] for m in by_get["conversations"][0]["messages"]] == [2, 3]
-        for bad in ("nope:1", f"{conversation['id']}:x", f"{conversation['id']}"):
+        cid = conversation["id"]
+        # Unicode digits pass str.isdigit() but not int() ("²") or mean nothing here ("٣").
+        for bad in ("nope:1", f"{cid}:x", cid, f"{cid}:\u00b2", f"{cid}:\u0663", f"{cid}:-1"):
             error = await refused(bob.request("GET", "/v1/sync", params={"positions": bad}))
             assert error.status == 422, bad
     finally:

@@ -293,6 +293,11 @@ async def test_http_bad_input_is_a_clear_4xx(sqlite_node: ServerProcess) -> None
         )
         await expect("GET", "/v1/nowhere", 404, "not_found")
         await expect("DELETE", "/healthz", 405, "method_not_allowed")
+        # Allow lists every method of the path, not only the first route's.
+        await expect("PUT", "/v1/me/profile", 405, "method_not_allowed")
+        wrong = await http.put("/v1/me/profile")
+        assert wrong.headers["allow"] == "GET, PATCH"
+        assert (await http.delete("/healthz")).headers["allow"] == "GET"
 
 
 async def test_wrong_code_attempts_are_limited(sqlite_node: ServerProcess) -> None:

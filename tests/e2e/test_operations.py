@@ -63,6 +63,47 @@ async def test_openapi_and_docs_are_served(sqlite_node: ServerProcess) -> None:
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
 
+async def test_openapi_describes_the_errors_as_they_are_sent(sqlite_node: ServerProcess) -> None:
+    """Every documented failure is the {"error": {code, message}} envelope a client gets."""
+    async with httpx.AsyncClient(base_url=sqlite_node.url) as http:
+        spec = (await http.get("/openapi.json")).json()
+        refused = await http.post("/v1/auth/email/login", json={"identifier": 5})
+        unauthenticated = await http.get("/v1/media/usage")
+    # The documented envelope is the one the server sends, field for field.
+    envelope = spec["components"]["schemas"]["Error"]
+    for body in (refused.json(), unauthenticated.json()):
+        assert set(body) == set(envelope["properties"]) == set(envelope["required"])
+        assert set(body["error"]) == set(envelope["properties"]["error"]["properties"])
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+    operations = [(path, op) for path, ops in spec["paths"].items() for op in ops.values()]
+    ids = [op["operationId"] for _, op in operations]
+    assert len(ids) == len(set(ids)), "operation ids repeat"
+    for path, op in operations:
+        responses = op["responses"]
+        for status, response in responses.items():
+            if status[0] in "45":
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Error"}, (path, status)
+        if op.get("security"):
+            assert "401" in responses, path
+        if "application/json" in op.get("requestBody", {}).get("content", {}):
+            assert {"400", "422"} <= set(responses), path
+
+    login = spec["paths"]["/v1/auth/email/login"]["post"]["responses"]
+    assert refused.status_code == 422 and "422" in login
+    upload = spec["paths"]["/v1/media"]["post"]["responses"]
+    assert {"401", "403", "413", "415", "422", "429", "503"} <= set(upload)
+    download = spec["paths"]["/v1/media/{media_id}/{variant}"]
+    assert set(download) == {"get", "head"}
+    assert set(download["get"]["responses"]["200"]["content"]) == {
+        "image/webp",
+        "image/jpeg",
+        "application/octet-stream",
+    }
+    assert {"206", "304", "404", "416"} <= set(download["get"]["responses"])
+
+
 async def test_jwks_publishes_the_token_key(sqlite_node: ServerProcess) -> None:
     """The access token's kid is in /.well-known/jwks.json as an Ed25519 OKP key."""
     alice = await signed_in_client(sqlite_node, "alice", connect=False)

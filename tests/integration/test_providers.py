@@ -497,12 +497,18 @@ def test_smtp_sender_setting_must_hold_an_address() -> None:
 
 
 async def test_console_email_logs_the_message_in_extras(caplog: pytest.LogCaptureFixture) -> None:
-    """ConsoleEmailSender logs a WARNING on parley.email carrying email_to/subject/text extras."""
+    """A WARNING on parley.email with the whole mail in its text and email_to/subject/text extras.
+
+    The text carries the body too: the text log format prints no extras, and the
+    link in it is what a developer reads the log for.
+    """
     with caplog.at_level(logging.WARNING, logger="parley.email"):
         await ConsoleEmailSender().send(_message())
     [record] = [r for r in caplog.records if r.name == "parley.email"]
     assert record.levelno == logging.WARNING
-    assert record.getMessage() == "email to alice@example.test: Sign in to Parley"
+    assert record.getMessage() == (
+        f"email to alice@example.test: Sign in to Parley\nOpen this link to sign in:\n{LINK}\n"
+    )
     assert record.__dict__["email_to"] == "alice@example.test"
     assert record.__dict__["email_subject"] == "Sign in to Parley"
     assert record.__dict__["email_text"] == f"Open this link to sign in:\n{LINK}\n"

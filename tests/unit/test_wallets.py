@@ -219,6 +219,9 @@ GOOD = siwe("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed").to_text()
         (GOOD.replace("2026-11-21T10:00:00Z", "2026-11-21 10:00:00"), "line 10"),
         (GOOD.replace("2026-11-21T10:00:00Z", "2026-13-45T10:00:00Z"), "line 10"),
         (GOOD.replace("2026-11-21T10:10:00Z", "tomorrow"), "line 11"),
+        # Valid RFC 3339 whose UTC falls outside what a datetime holds.
+        (GOOD.replace("2026-11-21T10:00:00Z", "0001-01-01T00:00:00+01:00"), "line 10"),
+        (GOOD.replace("2026-11-21T10:10:00Z", "9999-12-31T23:59:59-01:00"), "line 11"),
         (GOOD.replace("Nonce: abcDEF123456\n", ""), "expected 11 lines"),
         (GOOD + "\n", "expected 11 lines"),
         (GOOD + "\nResources:", "expected 11 lines"),
@@ -694,6 +697,7 @@ SUBSTRATE_GOOD = substrate_challenge_text("chat.example.org", ALICE_42, NONCE, I
         (SUBSTRATE_GOOD.replace("Nonce: ", "nonce: "), "line 7"),
         (SUBSTRATE_GOOD.replace("Nonce: abcDEF123456", "Nonce: abc"), "line 7"),
         (SUBSTRATE_GOOD.replace("10:00:00Z", "10:00Z"), "line 8"),
+        (SUBSTRATE_GOOD.replace("2026-11-21T10:00:00Z", "0001-01-01T00:00:00+01:00"), "line 8"),
         (SUBSTRATE_GOOD.replace("10:10:00Z", "09:00:00Z"), "expiration_time"),
         (SUBSTRATE_GOOD + "\n", "expected 9 lines"),
         (SUBSTRATE_GOOD.replace("\n", "\r\n"), "CRLF"),
