@@ -104,6 +104,14 @@ class SocialMethods:
         result: list[str] = (await self.request("GET", "/v1/blocks"))["user_ids"]
         return result
 
+    # -- presence -----------------------------------------------------------------
+
+    async def presence(self, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """``{user_id: {"online", "last_seen"}}`` for up to 100 users (people you share a
+        conversation with; anyone else reads as never seen)."""
+        answer = await self.request("GET", "/v1/presence", params={"user_ids": ",".join(user_ids)})
+        return {u["user_id"]: {k: u[k] for k in ("online", "last_seen")} for u in answer["users"]}
+
     # -- chat requests -------------------------------------------------------------
 
     async def request_chat(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from config.errors import UnavailableError
 from config.keys import ServerKeys, load_server_keys
@@ -85,6 +85,8 @@ class Services:
 def build_services(settings: Settings) -> Services:
     """Construct everything; nothing connects until the lifespan opens it."""
     registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)  # CPU seconds, resident memory, open files
+    PlatformCollector(registry=registry)  # the Python build
     keys = load_server_keys(settings.auth)
     auth = settings.auth
     issuer = AccessTokenIssuer(

@@ -27,16 +27,24 @@ async def get_presence(
     services: ServicesDep,
     user_ids: Annotated[str, Query(max_length=100 * 37, description="Comma-separated, up to 100")],
 ) -> PresenceList:
-    """Online now, or when last seen, for up to 100 users."""
+    """Online now, or when last seen, for up to 100 users.
+
+    Only for people who share a conversation with you and are on neither side of a
+    block with you; anyone else reads as never seen (`online` false, `last_seen`
+    null), the same answer as for an id that is nobody's.
+    """
     ids = [i for i in user_ids.split(",") if i]
     if not 1 <= len(ids) <= 100:
         raise InvalidRequestError("user_ids: give 1 to 100 comma-separated ids")
-    for uid in ids:
-        parse_id(uid, "user_ids")
-    states = await services.hub.presence(ids)
+    ids = [str(parse_id(uid, "user_ids")) for uid in ids]
+    visible = await services.users.presence_visible(principal.user_id, ids)
+    states = {s.user_id: s for s in await services.hub.presence(sorted(visible))}
     return PresenceList(
         users=[
-            PresenceOut(user_id=s.user_id, online=s.online, last_seen=s.last_seen) for s in states
+            PresenceOut(user_id=uid, online=s.online, last_seen=s.last_seen)
+            if (s := states.get(uid))
+            else PresenceOut(user_id=uid, online=False, last_seen=None)
+            for uid in ids
         ]
     )
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Subquery
+from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from config.errors import NotFoundError
 from server.users.schemas import MeOut, UserOut
 from storage import outbox, sql
-from storage.models import Identity, Member, User
+from storage.models import Block, Identity, Member, User
 
 _CODE_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l look-alikes
 _CODE_LENGTH = 12
@@ -26,6 +26,16 @@ class UserNotFoundError(NotFoundError):
 def new_user_code() -> str:
     """Seed 000's stable public ``code``: 12 symbols, 60 random bits."""
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(_CODE_LENGTH))
+
+
+async def _blocks_with(user_id: str, others: set[str]) -> set[str]:
+    """Those of ``others`` this user blocked or was blocked by."""
+    if not others:
+        return set()
+    pairs = await Block.filter(
+        Q(blocker_id=user_id, blocked_id__in=others) | Q(blocked_id=user_id, blocker_id__in=others)
+    ).values_list("blocker_id", "blocked_id")
+    return {str(u) for pair in pairs for u in pair} - {user_id}
 
 
 def user_out(user: User) -> UserOut:
@@ -99,7 +109,8 @@ class UserService:
         return MeOut(**user_out(user).model_dump(), phones=[str(p) for p in phones])
 
     async def peers(self, user_id: str, *, limit: int = 5000) -> list[str]:
-        """The user and everyone who shares a conversation with them (presence, key notices)."""
+        """Who sees this user come and go: the user and everyone who shares a conversation
+        with them, less anyone on either side of a block with them."""
         conversations = Member.filter(user_id=user_id).values_list("conversation_id", flat=True)
         peers = (
             await Member.filter(conversation_id__in=Subquery(conversations))
@@ -107,7 +118,20 @@ class UserService:
             .limit(limit)
             .values_list("user_id", flat=True)
         )
-        return sorted({str(p) for p in peers} | {user_id})
+        shared = {str(p) for p in peers}
+        return sorted((shared - await _blocks_with(user_id, shared)) | {user_id})
+
+    async def presence_visible(self, viewer_id: str, user_ids: list[str]) -> set[str]:
+        """Those of ``user_ids`` whose presence the viewer may see: by the rule of
+        :meth:`peers`, seen from the other side."""
+        conversations = Member.filter(user_id=viewer_id).values_list("conversation_id", flat=True)
+        shared = await (
+            Member.filter(conversation_id__in=Subquery(conversations), user_id__in=user_ids)
+            .distinct()
+            .values_list("user_id", flat=True)
+        )
+        visible = {str(u) for u in shared}
+        return (visible - await _blocks_with(viewer_id, visible)) | ({viewer_id} & set(user_ids))
 
     async def exists(self, user_id: str) -> bool:
         return await User.exists(id=user_id)

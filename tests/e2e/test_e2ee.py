@@ -12,6 +12,7 @@ import pytest
 from eth_account import Account
 
 from client import ParleyApiError, ParleyClient
+from tests.support.phones import fresh_phone
 from tests.support.server import ServerProcess
 
 
@@ -284,3 +285,35 @@ async def test_an_envelope_resent_unchanged_is_stored_and_delivered_once(pair: A
         await bob.next_message(timeout=1)
     page = await bob.history(conversation["id"])
     assert [m["client_msg_id"] for m in page["messages"]].count("sent-twice") == 1
+
+
+async def test_the_readme_example_runs_as_written(sqlite_node: ServerProcess) -> None:
+    """README "Try it": phone sign-in, a default (encrypted) direct chat the sender reads back
+    through its own device, and a plaintext one."""
+
+    async def phone_user(nickname: str) -> ParleyClient:
+        client = ParleyClient(sqlite_node.url)
+        start = await client.start_phone_sign_in(fresh_phone())
+        code = await asyncio.to_thread(sqlite_node.next_sms_code, start["phone"])
+        await client.verify_phone(start["request_id"], code, nickname=nickname)
+        await client.connect()
+        await client.setup_device()
+        return client
+
+    ana, ben = await phone_user("ana"), await phone_user("ben")
+    try:
+        secret = await ana.open_direct(ben.user_id or "")
+        assert secret["mode"] == "encrypted"
+        ack = await ana.send_encrypted(secret["id"], {"text": "hello"})
+        message = await ana.next_message()
+        assert message["id"] == ack["id"]
+        assert await ana.open_message(message) == {"text": "hello"}
+        assert await ben.open_message(await ben.next_message()) == {"text": "hello"}
+
+        plain = await ana.open_direct(ben.user_id or "", mode="plaintext")
+        ack = await ana.send_text(plain["id"], "hello")
+        assert ack["seq"] == 1
+        assert (await ben.next_message())["body"] == {"text": "hello"}
+    finally:
+        await ana.close()
+        await ben.close()

@@ -41,6 +41,16 @@ async def test_metrics_count_sockets_events_and_requests(sqlite_node: ServerProc
             in text
         )
         assert "parley_http_request_seconds_bucket" in text
+        # The process itself: CPU and memory for capacity planning.
+        values = {
+            line.split()[0]: float(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith(("process_", "python_info", "parley_gc_pause_seconds_count"))
+        }
+        assert values["process_resident_memory_bytes"] > 50e6
+        assert values["process_cpu_seconds_total"] > 0
+        assert values["process_open_fds"] > 0
+        assert any(name.startswith("python_info{") for name in values)
     finally:
         await alice.close()
         await bob.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
+import pytest
 
-from client import ParleyClient
+from client import ParleyApiError, ParleyClient
 from tests.support.clients import signed_in_client
 from tests.support.server import ServerProcess
 
@@ -62,3 +64,74 @@ async def test_rate_limit_answers_with_an_error_ack(sqlite_node: ServerProcess) 
     finally:
         await alice.close()
         await bob.close()
+
+
+NEVER_SEEN = {"online": False, "last_seen": None}
+
+
+async def test_presence_is_for_people_who_share_a_conversation_and_no_block(
+    sqlite_node: ServerProcess,
+) -> None:
+    """Strangers and either side of a block read each other as never seen, over HTTP and in
+    ``presence:updated``; people who share a conversation see each other."""
+    ana, ben, cy, dee = [
+        await signed_in_client(sqlite_node, name) for name in ("ana", "ben", "cy", "dee")
+    ]
+    a, b, c, d = (x.user_id or "" for x in (ana, ben, cy, dee))
+    try:
+        await ana.open_direct(b, mode="plaintext")
+        await ben.open_direct(d, mode="plaintext")
+        nobody = "00000000-0000-4000-8000-000000000000"
+
+        seen_by_ana = await ana.presence([b, c, a, nobody])
+        assert seen_by_ana[b]["online"] is True and seen_by_ana[a]["online"] is True
+        assert seen_by_ana[c] == NEVER_SEEN, "cy shares no conversation with ana"
+        assert seen_by_ana[nobody] == NEVER_SEEN
+        assert await cy.presence([a, b]) == {a: NEVER_SEEN, b: NEVER_SEEN}
+        # Upper-case ids name the same users.
+        assert (await ana.presence([b.upper()]))[b]["online"] is True
+
+        await ben.block(a)
+        assert await ana.presence([b]) == {b: NEVER_SEEN}, "ben blocked ana"
+        assert await ben.presence([a]) == {a: NEVER_SEEN}, "ana was blocked by ben"
+        assert (await ben.presence([d]))[d]["online"] is True
+
+        while not ana.events.empty():
+            ana.events.get_nowait()
+        await ben.sio.disconnect()
+        gone = await _presence_event(dee, b, False)
+        assert gone["last_seen"] is not None
+        await asyncio.sleep(0.5)
+        told_ana = [
+            data
+            for name, data in _drain(ana)
+            if name == "presence:updated" and data["user_id"] == b
+        ]
+        assert told_ana == [], "presence:updated does not cross a block"
+
+        await ben.unblock(a)
+        assert (await ana.presence([b]))[b]["last_seen"] == pytest.approx(gone["last_seen"], abs=1)
+    finally:
+        for client in (ana, ben, cy, dee):
+            await client.close()
+
+
+def _drain(client: ParleyClient) -> list[tuple[str, Any]]:
+    items = []
+    while not client.events.empty():
+        items.append(client.events.get_nowait())
+    return items
+
+
+async def test_presence_refuses_bad_lists(sqlite_node: ServerProcess) -> None:
+    """A clear 422 for no ids, over 100, or one that is not an id."""
+    ana = await signed_in_client(sqlite_node, "ana", connect=False)
+    try:
+        many = ",".join(str(uuid.uuid4()) for _ in range(101))
+        for user_ids, fragment in (("", "1 to 100"), (",,", "1 to 100"), (many, ""), ("x", "id")):
+            with pytest.raises(ParleyApiError) as raised:
+                await ana.presence(user_ids.split(","))
+            assert raised.value.status == 422, user_ids
+            assert fragment in raised.value.message
+    finally:
+        await ana.close()
