@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from client import ParleyApiError, ParleyClient
-from tests.e2e.conftest import BASE_ENV
+from tests.e2e.conftest import BASE_ENV, embedded_env
 from tests.support.clients import signed_in_client
 from tests.support.phones import fresh_phone
 from tests.support.server import ServerProcess
@@ -221,3 +221,56 @@ async def test_polling_client_disconnect_frees_its_request(sqlite_node: ServerPr
     started = time.monotonic()
     await client.close()
     assert time.monotonic() - started < 3
+
+
+async def test_sign_in_codes_are_limited_per_number_and_per_address(tmp_path: Path) -> None:
+    """Codes texted to one number, codes asked for from one address and codes tried from one
+    address are each capped per hour (429 with Retry-After); other addresses go on."""
+    env = {
+        **embedded_env(tmp_path),
+        "PARLEY_AUTH_OTP_PER_IP_PER_HOUR": "3",
+        "PARLEY_AUTH_OTP_PER_NUMBER_PER_HOUR": "2",
+        "PARLEY_AUTH_OTP_RESEND_COOLDOWN": "0",
+        "PARLEY_AUTH_OTP_MAX_ATTEMPTS": "2",
+    }
+    node = ServerProcess(env, name="otp-limits").start()
+
+    def from_address(ip: str) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(local_address=ip)
+        return httpx.AsyncClient(base_url=node.url, transport=transport)
+
+    async def start(http: httpx.AsyncClient, phone: str) -> httpx.Response:
+        return await http.post("/v1/auth/phone/start", json={"phone": phone})
+
+    def assert_limited(response: httpx.Response, scope: str) -> None:
+        assert response.status_code == 429, response.text
+        error = response.json()["error"]
+        assert error["code"] == "rate_limited" and scope in error["message"], error
+        assert int(response.headers["retry-after"]) > 0
+
+    try:
+        async with (
+            from_address("127.0.0.2") as a,
+            from_address("127.0.0.3") as b,
+            from_address("127.0.0.4") as c,
+        ):
+            number = fresh_phone()
+            for _ in range(2):
+                assert (await start(a, number)).is_success
+            assert_limited(await start(b, number), "for this number")
+            assert (await start(a, fresh_phone())).is_success  # a's third
+            assert_limited(await start(a, fresh_phone()), "from this address")
+            assert (await start(b, fresh_phone())).is_success, "b has its own allowance"
+
+            # Tries: the per-address allowance is 3 codes x 2 attempts each.
+            for _ in range(6):
+                wrong = await c.post(
+                    "/v1/auth/phone/verify", json={"request_id": "x" * 24, "code": "000000"}
+                )
+                assert wrong.status_code in (400, 401), wrong.text
+            limited = await c.post(
+                "/v1/auth/phone/verify", json={"request_id": "x" * 24, "code": "000000"}
+            )
+            assert_limited(limited, "from this address")
+    finally:
+        node.stop()
