@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import socketio
+from prometheus_client import Histogram
 from pydantic import BaseModel, ValidationError
 
 from config.errors import (
@@ -193,8 +194,9 @@ class _RedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # type: ign
 
     connected: bool
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, remote_seconds: Histogram | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._remote_seconds = remote_seconds
         self._backlog: collections.deque[bytes | str] = collections.deque()
         self._backlog_ready = asyncio.Event()
         self._backlog_sent = asyncio.Event()
@@ -234,10 +236,24 @@ class _RedisManager(socketio.AsyncRedisManager, DirectEmitManager):  # type: ign
             "room": to or room,
             "skip_sid": skip_sid,
             "callback": None,
+            "sent_at": time.time(),
             "host_id": self.host_id,
         }
         await self._handle_emit(message)  # this node's sockets
         await self._publish(message)  # the other nodes'
+
+    async def _handle_emit(self, message: dict[str, Any]) -> None:
+        await super()._handle_emit(message)
+        sent_at = message.get("sent_at")
+        if (
+            self._remote_seconds is not None
+            and isinstance(sent_at, float)
+            and message.get("host_id") != self.host_id
+        ):
+            # Another node's emit, from its call to the last local socket write:
+            # the publisher's batching, Redis, this node's loop. Wall clocks of two
+            # hosts: as exact as their clock sync.
+            self._remote_seconds.observe(max(0.0, time.time() - sent_at))
 
     async def _listen(self) -> Any:
         # This node's own publishes come back from Redis too; the library decodes
@@ -375,7 +391,13 @@ class SocketHub:
         self._sweeper: asyncio.Task[None] | None = None
         manager: socketio.AsyncManager
         if redis.url:
-            manager = _RedisManager(redis.url, channel=redis.channel, json=codec, logger=log)
+            manager = _RedisManager(
+                redis.url,
+                channel=redis.channel,
+                json=codec,
+                logger=log,
+                remote_seconds=metrics.remote_delivery_seconds,
+            )
         else:
             manager = DirectEmitManager()
         origins = split_list(settings.cors_allowed_origins)

@@ -54,6 +54,13 @@ class RealtimeMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
 
+        self.remote_delivery_seconds = Histogram(
+            "parley_fanout_remote_seconds",
+            "From another node's emit to its delivery to this node's sockets (Redis pub/sub)",
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+
     def count_deliveries(self, counts: object) -> None:
         """Export the fan-out's delivery counts (if ``counts`` keeps them) when scraped."""
         if hasattr(counts, "frames_written") and hasattr(counts, "packets_queued"):

@@ -10,6 +10,19 @@ from tests.support.clients import signed_in_client
 from tests.support.server import ServerProcess
 
 
+async def remote_deliveries(node: ServerProcess) -> tuple[float, float]:
+    """``parley_fanout_remote_seconds``: how many emits came from other nodes, and their
+    total seconds from emit to delivery."""
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        text = (await http.get("/metrics")).text
+    values = {
+        name: float(value)
+        for name, value in (line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#")
+        if name.startswith("parley_fanout_remote_seconds_")
+    }
+    return values["parley_fanout_remote_seconds_count"], values["parley_fanout_remote_seconds_sum"]
+
+
 async def test_message_crosses_nodes_and_history_shows_it_once(
     cluster: tuple[ServerProcess, ServerProcess],
 ) -> None:
@@ -19,9 +32,13 @@ async def test_message_crosses_nodes_and_history_shows_it_once(
     bob = await signed_in_client(node2, "bob")
     try:
         conversation = await alice.open_direct(bob.user_id or "", mode="plaintext")
+        before = await remote_deliveries(node2)
         ack = await alice.send_text(conversation["id"], "across the cluster")
         received = await bob.next_message(timeout=10)
         assert received["id"] == ack["id"] and received["body"]["text"] == "across the cluster"
+        count, seconds = await remote_deliveries(node2)
+        assert count > before[0], "node 2 timed the emit that came from node 1"
+        assert 0 <= seconds - before[1] < 5 * (count - before[0])
 
         reply = await bob.send_text(conversation["id"], "and back")
         assert (await alice.next_message())["id"] == ack["id"]  # alice's own echo first
