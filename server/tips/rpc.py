@@ -42,9 +42,14 @@ class EthBadAnswerError(ParleyError):
 
 
 class EthRpcError(ParleyError):
-    """The node answered with a JSON-RPC error object."""
+    """The node answered with a JSON-RPC error object.
 
-    status = 422
+    Callers turn the refusals that are about the user's request (a gas estimate, a
+    broadcast) into their own 4xx codes; any other reaches the client as the
+    gateway's failure it is.
+    """
+
+    status = 502
     code = "eth_rpc_error"
 
     def __init__(self, method: str, rpc_code: int, rpc_message: str) -> None:
