@@ -76,6 +76,13 @@ class AccountMethods:
         )
         return result
 
+    async def resend_verification_email(self, email: str) -> dict[str, Any]:
+        """Ask for a fresh confirmation link; the answer is the same whether or not one is sent."""
+        result: dict[str, Any] = await self.request(
+            "POST", "/v1/auth/email/verify/resend", json={"email": email}, auth=False
+        )
+        return result
+
     async def sign_in_with_password(self, identifier: str, password: str) -> dict[str, Any]:
         tokens: dict[str, Any] = await self.request(
             "POST",

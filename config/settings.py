@@ -168,6 +168,10 @@ class AuthSettings(_Section):
     login_failures_per_account: Annotated[int, Field(ge=1, le=1000)] = 10
     login_failures_per_ip: Annotated[int, Field(ge=1, le=100_000)] = 100
     email_verify_ttl: Annotated[int, Field(ge=300, le=7 * 86400)] = 86400
+    # Requests for a fresh verification link per e-mail address and per client
+    # address per hour, counted whether or not an account waits on the address.
+    verify_resend_per_email_per_hour: Annotated[int, Field(ge=1, le=1000)] = 5
+    verify_resend_per_ip_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 50
     password_reset_ttl: Annotated[int, Field(ge=300, le=86400)] = 3600
     # Accounts that never verified any identity are deleted after this long.
     unverified_account_ttl: Annotated[int, Field(ge=3600, le=90 * 86400)] = 7 * 86400

@@ -16,6 +16,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.transactions import in_transaction
 
 from config.settings import AuthSettings
+from server.auth.email_password import VERIFY_EMAIL
 from storage import outbox
 from storage.kv import KeyValueStore
 from storage.models import ActionToken, Identity, Session, User, WalletChallenge
@@ -42,13 +43,23 @@ async def clean_up(settings: AuthSettings, now: datetime | None = None) -> Clean
     challenges = await WalletChallenge.filter(
         Q(expires_at__lt=now - SPENT_RETENTION) | Q(used_at__lt=now - SPENT_RETENTION)
     ).delete()
-    links = await ActionToken.filter(
-        Q(expires_at__lt=now - SPENT_RETENTION) | Q(used_at__lt=now - SPENT_RETENTION)
-    ).delete()
+    verified_users = Identity.filter(verified_at__not_isnull=True).values_list("user_id", flat=True)
+    # The unused verification links of an account with nothing verified hold the
+    # only copy of its address, which a resend looks it up by: they stay, and go
+    # with the account.
+    awaiting = Q(purpose=VERIFY_EMAIL, used_at__isnull=True) & ~Q(
+        user_id__in=Subquery(verified_users)
+    )
+    links = (
+        await ActionToken.filter(
+            Q(expires_at__lt=now - SPENT_RETENTION) | Q(used_at__lt=now - SPENT_RETENTION)
+        )
+        .exclude(awaiting)
+        .delete()
+    )
     sessions = await Session.filter(
         Q(expires_at__lt=now - SESSION_RETENTION) | Q(revoked_at__lt=now - SESSION_RETENTION)
     ).delete()
-    verified_users = Identity.filter(verified_at__not_isnull=True).values_list("user_id", flat=True)
     cutoff = now - timedelta(seconds=settings.unverified_account_ttl)
     stale_ids = (
         await User.filter(created_at__lt=cutoff)

@@ -3,8 +3,10 @@
 Registration never says whether an address is already in use: it always
 answers "check your e-mail", and the mail says either "confirm" or "you already
 have an account". An account signs in with its password only once an address
-is verified. Sign-in failures are one ``invalid_credentials`` whatever went
-wrong, and an unknown account costs the same argon2 work as a wrong password.
+is verified; until then a fresh link can be asked for by address, and that
+answer says nothing about the address either. Sign-in failures are one
+``invalid_credentials`` whatever went wrong, and an unknown account costs the
+same argon2 work as a wrong password.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import email_validator
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from config.errors import (
@@ -43,6 +46,10 @@ log = logging.getLogger(__name__)
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose name, not a secret
 LOGIN_WINDOW = 15 * 60
+RESEND_WINDOW = 3600
+# Accounts a resend mails a link for when several registrations await one
+# address (someone else may have registered with it first): the newest ones.
+RESEND_ACCOUNTS_PER_ADDRESS = 3
 
 
 class InvalidCredentialsError(AuthenticationError):
@@ -159,7 +166,7 @@ class EmailPasswordService:
                 await outbox.record(outbox.PERSON, {"user_id": str(user.id)})
         except IntegrityError:
             raise ConflictError("login: already taken", code="login_taken") from None
-        await self._send_verification(display, token)
+        await self._send_verification(display, token, login=login)
         return display
 
     async def change_email(self, user_id: str, email: str) -> str:
@@ -171,6 +178,65 @@ class EmailPasswordService:
         token = await self._new_token(user_id, VERIFY_EMAIL, key, display)
         await self._send_verification(display, token)
         return display
+
+    async def accept_verification_resend(self, email: str, client: ClientInfo) -> str:
+        """Check and count a request for a fresh link; the address key to resend for.
+
+        Every well-formed request counts against its client address and its
+        e-mail address alike, so a refusal says nothing about any account.
+        """
+        key, _ = normalize_email(email)
+        s = self._settings
+        await self._count_request(
+            f"rl:verify-resend:ip:{client.ip}", s.verify_resend_per_ip_per_hour, "from this address"
+        )
+        await self._count_request(
+            f"rl:verify-resend:email:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
+            s.verify_resend_per_email_per_hour,
+            "for this e-mail address",
+        )
+        return key
+
+    async def resend_verification(self, key: str) -> None:
+        """Mail a fresh link to each account still waiting on this address; its older links die.
+
+        Runs after the answer is sent: whether an account exists, and whether
+        the mail provider took the message, must not show in the answer or its
+        timing. An address some account has verified gets nothing.
+        """
+        if len(key) > IDENTITY_VALUE_LENGTH:  # lower() can lengthen; no column holds it
+            return
+        try:
+            if await Identity.exists(kind="email", value=key, verified_at__not_isnull=True):
+                return
+            verified_users = Identity.filter(verified_at__not_isnull=True).values_list(
+                "user_id", flat=True
+            )
+            # Only accounts with nothing verified are stuck; a signed-in account
+            # asks again through POST /v1/me/email.
+            pending = (
+                await ActionToken.filter(purpose=VERIFY_EMAIL, email=key)
+                .exclude(user_id__in=Subquery(verified_users))
+                .order_by("-created_at")
+                .select_related("user")
+            )
+            newest: dict[str, ActionToken] = {}
+            for row in pending:
+                newest.setdefault(str(row.user_id), row)
+            for user_id, row in list(newest.items())[:RESEND_ACCOUNTS_PER_ADDRESS]:
+                display = row.email_display or key
+                now = datetime.now(UTC)
+                async with in_transaction():
+                    # Only the newest link works: the ones mailed before expire now.
+                    # The row lock keeps two resends at once from leaving two live.
+                    await User.select_for_update().get(id=user_id)
+                    await ActionToken.filter(
+                        user_id=user_id, purpose=VERIFY_EMAIL, used_at=None, expires_at__gt=now
+                    ).update(expires_at=now)
+                    token = await self._new_token(user_id, VERIFY_EMAIL, key, display)
+                await self._send_verification(display, token, login=row.user.login)
+        except Exception:
+            log.warning("verification resend failed", exc_info=True)
 
     async def verify_email(self, token: str) -> VerifiedEmail:
         """Spend a verification link: the address becomes the account's e-mail identity."""
@@ -224,7 +290,8 @@ class EmailPasswordService:
         # Only the password's owner gets past this point, so saying more is safe.
         if not await Identity.filter(user_id=user.id, verified_at__not_isnull=True).exists():
             raise PermissionDeniedError(
-                "confirm your e-mail address first (see the link we sent)",
+                "confirm your e-mail address first: follow the link we sent, or ask for"
+                " a new one (POST /v1/auth/email/verify/resend)",
                 code="email_not_verified",
             )
         if self._passwords.hasher.needs_rehash(user.password_hash):
@@ -329,11 +396,16 @@ class EmailPasswordService:
             raise InvalidLinkError("this link is invalid, used or expired; ask for a new one")
         return await ActionToken.get(token_hash=token_hash)
 
-    async def _send_verification(self, display: str, token: str) -> None:
+    async def _send_verification(
+        self, display: str, token: str, *, login: str | None = None
+    ) -> None:
+        # Naming the login lets the owner of the address tell their own
+        # registration from one someone else made with it.
+        account = f" for the Parley account {login}" if login else ""
         await self._send(
             display,
             "Confirm your e-mail for Parley",
-            "Follow this link to confirm your address (it works once, for "
+            f"Follow this link to confirm your address{account} (it works once, for "
             f"{self._settings.email_verify_ttl // 3600} hours):\n"
             f"{self._public_url}/v1/auth/email/verify?token={token}\n\n"
             "If you did not ask for this, ignore this message.",
@@ -348,6 +420,14 @@ class EmailPasswordService:
             wait = int(await self._kv.ttl(key) or LOGIN_WINDOW) + 1
             raise RateLimitedError(
                 f"too many failed sign-ins; try again in {wait} s", retry_after=wait
+            )
+
+    async def _count_request(self, key: str, limit: int, scope: str) -> None:
+        count = await self._kv.incr(key, ttl=RESEND_WINDOW)
+        if count > limit:
+            wait = int(await self._kv.ttl(key) or RESEND_WINDOW) + 1
+            raise RateLimitedError(
+                f"too many requests {scope}; try again in {wait} s", retry_after=wait
             )
 
     async def _count_failure(self, *keys: str) -> None:

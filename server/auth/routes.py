@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Response
 from starlette.responses import HTMLResponse
 
 from server.auth.pages import reset_password_page, verify_email_page
@@ -22,12 +22,14 @@ from server.auth.schemas import (
     PhoneVerifyRequest,
     RefreshRequest,
     TokenPair,
+    VerificationResendRequest,
     WalletChallengeRequest,
     WalletChallengeResponse,
     WalletVerifyRequest,
 )
 from server.auth.wallets import SIGN_IN
 from server.deps import ClientDep, PrincipalDep, ServicesDep
+from server.openapi import errors
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -85,6 +87,30 @@ async def verify_email(body: EmailTokenRequest, services: ServicesDep) -> EmailV
     """Spend a confirmation link: the address becomes the account's verified e-mail."""
     verified = await services.email_auth.verify_email(body.token)
     return EmailVerifiedResponse(email=verified.email)
+
+
+@router.post(
+    "/email/verify/resend",
+    response_model=EmailSentResponse,
+    status_code=202,
+    responses=errors(
+        (429, "Too many for this e-mail or from this client; retry after `Retry-After`")
+    ),
+)
+async def resend_verification_email(
+    body: VerificationResendRequest,
+    services: ServicesDep,
+    client: ClientDep,
+    background: BackgroundTasks,
+) -> EmailSentResponse:
+    """Mail a fresh confirmation link if an unverified account waits on the address.
+
+    The answer is the same whether or not one does: the lookup and the mail
+    happen after it is sent, so neither its content nor its timing tells.
+    """
+    key = await services.email_auth.accept_verification_resend(body.email, client)
+    background.add_task(services.email_auth.resend_verification, key)
+    return EmailSentResponse(status="email_sent", email=body.email)
 
 
 @router.post("/email/login", response_model=TokenPair)

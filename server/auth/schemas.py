@@ -93,6 +93,10 @@ class EmailVerifiedResponse(BaseModel):
     email: str
 
 
+class VerificationResendRequest(_Strict):
+    email: EmailText = Field(description="The address the account was registered with")
+
+
 class EmailLoginRequest(_Strict):
     identifier: Annotated[str, StringConstraints(min_length=3, max_length=254), SingleLine] = Field(
         description="The login or the verified e-mail address"

@@ -14,15 +14,18 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account as EthAccount
 
 from client import ParleyApiError, ParleyClient
 from client.sdk import SESSION_REVOKED
 from tests.e2e.conftest import embedded_env
+from tests.support.phones import fresh_phone
 from tests.support.server import ServerProcess, link_token
 
 # argon2id at its cheapest settings, so the many sign-ins here take milliseconds.
@@ -33,7 +36,11 @@ CHEAP_ARGON2 = {
 }
 FAILURES_PER_ACCOUNT = 3
 # Every test signs in from 127.0.0.1; only the per-account limit is under test.
-NO_IP_LIMIT = {"PARLEY_AUTH_LOGIN_FAILURES_PER_IP": "100000"}
+NO_IP_LIMIT = {
+    "PARLEY_AUTH_LOGIN_FAILURES_PER_IP": "100000",
+    "PARLEY_AUTH_VERIFY_RESEND_PER_IP_PER_HOUR": "100000",
+}
+RESEND = "/v1/auth/email/verify/resend"
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +168,38 @@ def count_users(node: ServerProcess, login: str) -> int:
         return int(row.fetchone()[0])
 
 
+def link_count(node: ServerProcess, email: str) -> int:
+    """Links (of any purpose, live, expired or used) naming ``email``."""
+    path = node.env["PARLEY_DATABASE_URL"].removeprefix("sqlite://")
+    with closing(sqlite3.connect(path)) as db:
+        row = db.execute("SELECT count(*) FROM action_tokens WHERE email = ?", (email.lower(),))
+        return int(row.fetchone()[0])
+
+
+def age_links(node: ServerProcess, email: str, days: int) -> None:
+    """Move the times of every link naming ``email`` ``days`` into the past."""
+    path = node.env["PARLEY_DATABASE_URL"].removeprefix("sqlite://")
+    with closing(sqlite3.connect(path)) as db, db:
+        rows = db.execute(
+            "SELECT id, created_at, expires_at, used_at FROM action_tokens WHERE email = ?",
+            (email.lower(),),
+        ).fetchall()
+        assert rows, f"no link for {email}"
+        for link_id, *times in rows:
+            # Stored as Tortoise writes them: str() of an aware datetime.
+            aged = [
+                str(datetime.fromisoformat(t) - timedelta(days=days)) if t else None for t in times
+            ]
+            db.execute(
+                "UPDATE action_tokens SET created_at = ?, expires_at = ?, used_at = ? WHERE id = ?",
+                (*aged, link_id),
+            )
+
+
+async def resend(http: httpx.AsyncClient, email: str) -> httpx.Response:
+    return await http.post(RESEND, json={"email": email})
+
+
 def argon2_parameters(password_hash: str) -> str:
     """The ``m=...,t=...,p=...`` part of a PHC string ``$argon2id$v=19$m=,t=,p=$salt$tag``."""
     assert password_hash.startswith("$argon2id$"), password_hash
@@ -276,6 +315,201 @@ async def test_link_tokens_work_only_for_their_own_purpose(
         json={"token": reset_token, "password": "a brand new secret"},
     )
     assert reset.status_code == 204, reset.text
+
+
+# -- a fresh verification link --------------------------------------------------------
+
+
+async def test_resent_link_replaces_the_unused_one(
+    node: ServerProcess, http: httpx.AsyncClient
+) -> None:
+    """After a resend only the newest link verifies; older ones are invalid_link; login works."""
+    account = new_account()
+    first = await register_unverified(http, node, account)
+    client = ParleyClient(node.url)
+    try:
+        answers = [await client.resend_verification_email(account.email) for _ in range(2)]
+    finally:
+        await client.close()
+    assert answers == [{"status": "email_sent", "email": account.email}] * 2
+    second, third = [await next_email(node, account.email) for _ in range(2)]
+    assert second["subject"] == third["subject"] == "Confirm your e-mail for Parley"
+    assert account.login in third["text"]
+    newest = link_token(third["text"])
+    assert len({first, link_token(second["text"]), newest}) == 3
+
+    for old in (first, link_token(second["text"])):
+        refused = await http.post("/v1/auth/email/verify", json={"token": old})
+        assert refused.status_code == 422 and error_code(refused) == "invalid_link", refused.text
+    still = await sign_in(http, account.login, account.password)
+    assert still.status_code == 403 and error_code(still) == "email_not_verified"
+    verified = await http.post("/v1/auth/email/verify", json={"token": newest})
+    assert verified.status_code == 200, verified.text
+    assert verified.json() == {"status": "verified", "email": account.email}
+    await signed_in(http, account.email, account.password)
+
+
+async def test_resend_answers_alike_whether_or_not_an_account_waits(
+    node: ServerProcess, http: httpx.AsyncClient
+) -> None:
+    """Unknown, verified and waiting addresses get the same 202; only the waiting one a mail."""
+    stranger, verified, waiting = new_account(), new_account(), new_account()
+    await register_verified(http, node, verified)
+    await register_unverified(http, node, waiting)
+    answers = {a.email: await resend(http, a.email) for a in (stranger, verified, waiting)}
+    for email, response in answers.items():
+        assert response.status_code == 202, response.text
+        assert response.json() == {"status": "email_sent", "email": email}
+        assert response.headers["content-type"] == "application/json"
+    mail = await next_email(node, waiting.email)
+    assert mail["subject"] == "Confirm your e-mail for Parley"
+    # The waiting address's mail is out; the others' would have been sent by now.
+    for account in (stranger, verified):
+        with pytest.raises(TimeoutError):
+            await next_email(node, account.email, timeout=1.0)
+
+
+async def test_resend_mails_each_account_waiting_on_the_address(
+    node: ServerProcess, http: httpx.AsyncClient
+) -> None:
+    """Two registrations await one address: each gets a link naming its login."""
+    first = new_account()
+    second = Account(login=new_account().login, email=first.email, password="other password 2")
+    await register_unverified(http, node, first)
+    await register_unverified(http, node, second)
+    response = await resend(http, first.email)
+    assert response.status_code == 202, response.text
+    mails = [await next_email(node, first.email) for _ in range(2)]
+    for account, mail in zip((second, first), mails, strict=True):  # newest first
+        assert account.login in mail["text"], mail["text"]
+    verified = await http.post(
+        "/v1/auth/email/verify", json={"token": link_token(mails[1]["text"])}
+    )
+    assert verified.status_code == 200, verified.text
+    await signed_in(http, first.login, first.password)
+
+
+async def test_resend_is_rate_limited_per_address_and_per_client(tmp_path: Path) -> None:
+    """Past its limit an address, then the client, gets 429 rate_limited and no more mail."""
+    env = {
+        **embedded_env(tmp_path),
+        **CHEAP_ARGON2,
+        "PARLEY_AUTH_VERIFY_RESEND_PER_EMAIL_PER_HOUR": "2",
+        "PARLEY_AUTH_VERIFY_RESEND_PER_IP_PER_HOUR": "6",
+    }
+    server = ServerProcess(env, name="resend-limits").start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            waiting, stranger, other = new_account(), new_account(), new_account()
+            await register_unverified(http, server, waiting)
+            # Waiting or unknown, an address gets two resends an hour (client count 1-6).
+            for account in (waiting, stranger):
+                for _ in range(2):
+                    response = await resend(http, account.email)
+                    assert response.status_code == 202, response.text
+                limited = await resend(http, account.email.upper())
+                assert limited.status_code == 429, limited.text
+                assert limited.json()["error"]["code"] == "rate_limited"
+                assert limited.json().keys() == {"error"}
+                assert 0 < int(limited.headers["Retry-After"]) <= 3601
+            # The client's seventh request is refused, whatever the address.
+            over = await resend(http, other.email)
+            assert over.status_code == 429 and error_code(over) == "rate_limited", over.text
+            for _ in range(2):
+                await next_email(server, waiting.email)
+            with pytest.raises(TimeoutError):
+                await next_email(server, waiting.email, timeout=1.0)
+    finally:
+        server.stop()
+
+
+async def test_concurrent_resends_leave_one_live_link(
+    cluster_env: dict[str, str], tmp_path: Path
+) -> None:
+    """On PostgreSQL and Redis, five resends at once still leave exactly one working link."""
+    env = {
+        **cluster_env,
+        **CHEAP_ARGON2,
+        **NO_IP_LIMIT,
+        "PARLEY_AUTH_KEYS_DIR": str(tmp_path / "keys"),
+        "PARLEY_AUTH_VERIFY_RESEND_PER_EMAIL_PER_HOUR": "5",
+    }
+    server = ServerProcess(env, name="resend-postgres").start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            account = new_account()
+            first = await register_unverified(http, server, account)
+            answers = await asyncio.gather(*(resend(http, account.email) for _ in range(5)))
+            assert [a.status_code for a in answers] == [202] * 5
+            tokens = [first]
+            for _ in range(5):
+                tokens.append(link_token((await next_email(server, account.email))["text"]))
+            statuses = [
+                (await http.post("/v1/auth/email/verify", json={"token": t})).status_code
+                for t in tokens
+            ]
+            assert sorted(statuses) == [200] + [422] * 5, statuses
+            await signed_in(http, account.login, account.password)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({}, "invalid_request"),
+        ({"email": None}, "invalid_request"),
+        ({"email": ["a@example.com"]}, "invalid_request"),
+        ({"email": "a" * 250 + "@example.com"}, "invalid_request"),
+        ({"email": "alice@example.com\r\nBcc: victim@example.com"}, "invalid_request"),
+        ({"email": "not-an-email"}, "invalid_email"),
+        ({"email": "alice@example.com", "login": "alice"}, "invalid_request"),
+    ],
+    ids=["missing", "null", "list", "over-long", "header-injection", "not-an-email", "extra"],
+)
+async def test_bad_resend_body_is_422(
+    http: httpx.AsyncClient, body: dict[str, Any], code: str
+) -> None:
+    """A resend body that is not one plain address is 422 in the error envelope, never a 500."""
+    response = await http.post(RESEND, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json().keys() == {"error"}
+    assert response.json()["error"].keys() == {"code", "message"}
+    assert error_code(response) == code
+
+
+async def test_resend_still_finds_an_account_after_its_link_is_long_expired(
+    tmp_path: Path,
+) -> None:
+    """Clean-up keeps the expired link of a never-verified account, so a resend still works."""
+    env = {**embedded_env(tmp_path), **CHEAP_ARGON2, "PARLEY_AUTH_CLEANUP_INTERVAL": "0.2"}
+    server = ServerProcess(env, name="resend-after-cleanup").start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            waiting, done = new_account(), new_account()
+            stale = await register_unverified(http, server, waiting)
+            await register_verified(http, server, done)
+            # Three days on: the first link expired two days ago, the other was used three.
+            age_links(server, waiting.email, days=3)
+            age_links(server, done.email, days=3)
+            for _ in range(100):  # clean-up runs every 0.2 s; the used link shows a round ran
+                if link_count(server, done.email) == 0:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("clean-up did not delete the used link")
+            assert link_count(server, waiting.email) == 1
+
+            response = await resend(http, waiting.email)
+            assert response.status_code == 202, response.text
+            fresh = link_token((await next_email(server, waiting.email))["text"])
+            expired = await http.post("/v1/auth/email/verify", json={"token": stale})
+            assert expired.status_code == 422 and error_code(expired) == "invalid_link"
+            verified = await http.post("/v1/auth/email/verify", json={"token": fresh})
+            assert verified.status_code == 200, verified.text
+            await signed_in(http, waiting.login, waiting.password)
+    finally:
+        server.stop()
 
 
 # -- sign-in before verification and failures --------------------------------------
@@ -418,6 +652,8 @@ async def test_bad_email_is_422(http: httpx.AsyncClient, email: str) -> None:
     assert response.status_code == 422, response.text
     reset = await http.post("/v1/auth/email/password-reset", json={"email": email})
     assert reset.status_code == 422, reset.text
+    again = await resend(http, email)
+    assert again.status_code == 422, again.text
 
 
 @pytest.mark.parametrize(
@@ -430,6 +666,7 @@ async def test_bad_email_is_422(http: httpx.AsyncClient, email: str) -> None:
         ("/v1/auth/email/verify", {"token": "A" * 43}),
         ("/v1/auth/email/login", {"identifier": "someone", "password": "long enough pass"}),
         ("/v1/auth/email/password-reset", {"email": "s@example.com"}),
+        (RESEND, {"email": "s@example.com"}),
         ("/v1/auth/email/password-reset/confirm", {"token": "A" * 43, "password": "long pass 1"}),
     ],
 )
@@ -572,6 +809,41 @@ async def test_change_email_moves_sign_in_to_the_new_address(
     identities = await http.get("/v1/me/identities", headers=auth(tokens["access_token"]))
     emails = [i for i in identities.json()["identities"] if i["kind"] == "email"]
     assert [(i["display"], i["verified"]) for i in emails] == [(new_email, True)]
+
+
+@pytest.mark.parametrize("first_way", ["phone", "ethereum"])
+async def test_phone_or_wallet_account_adds_email_and_password(
+    node: ServerProcess, http: httpx.AsyncClient, first_way: str
+) -> None:
+    """An account without e-mail adds one, verifies it, sets a password and signs in with both."""
+    client = ParleyClient(node.url)
+    try:
+        if first_way == "phone":
+            phone = fresh_phone()
+            start = await client.start_phone_sign_in(phone)
+            await client.verify_phone(start["request_id"], node.next_sms_code(phone))
+        else:
+            await client.sign_in_with_ethereum(EthAccount.create())
+        assert [i["kind"] for i in await client.identities()] == [first_way]
+        email, password = new_account().email, "a passphrase of my own"
+
+        assert await client.change_email(email) == {"status": "email_sent", "email": email}
+        token = link_token((await next_email(node, email))["text"])
+        assert await client.verify_email(token) == {"status": "verified", "email": email}
+        emails = [i for i in await client.identities() if i["kind"] == "email"]
+        assert [(i["display"], i["verified"]) for i in emails] == [(email, True)]
+        no_password = await sign_in(http, email, password)
+        assert no_password.status_code == 401 and error_code(no_password) == "invalid_credentials"
+
+        await client.set_password(password)  # the first password needs no current one
+        tokens = await signed_in(http, email, password)
+        assert tokens["user_id"] == client.user_id
+        # A resend for an address an account has verified mails nothing.
+        assert (await resend(http, email)).status_code == 202
+        with pytest.raises(TimeoutError):
+            await next_email(node, email, timeout=1.0)
+    finally:
+        await client.close()
 
 
 async def test_change_password_needs_the_current_one(
