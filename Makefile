@@ -8,7 +8,7 @@ WEB_STAMP := web/node_modules/.installed-$(shell cat web/package-lock.json 2>/de
 WEB_TEST_STAMP := tests/web/node_modules/.installed-$(shell cat tests/web/package-lock.json 2>/dev/null | cksum | cut -d' ' -f1)
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
 
-.PHONY: run test install lint format lock clean test-unit test-integration test-e2e balancers cluster web chromium
+.PHONY: run test install lint format lock clean test-unit test-integration test-e2e balancers cluster web chromium dev-cert
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,19 @@ balancers:
 ## 2 nodes + nginx on 127.0.0.1:8080 (PostgreSQL + Redis); options: CLUSTER_ARGS="--nodes 3 --balancer haproxy"
 cluster: install balancers
 	$(BIN)/python -m scripts.cluster $(CLUSTER_ARGS)
+
+TLS_DIR := config/deploy/tls
+
+## A self-signed certificate for localhost in config/deploy/tls/ (git-ignored), for the compose stack's https
+dev-cert:
+	@if [ -e $(TLS_DIR)/fullchain.pem ]; then \
+	  echo "$(TLS_DIR)/fullchain.pem exists (a real certificate?); remove it first" >&2; exit 1; fi
+	mkdir -p $(TLS_DIR)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 90 \
+	  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+	  -keyout $(TLS_DIR)/privkey.pem -out $(TLS_DIR)/fullchain.pem 2>/dev/null
+	@# HAProxy takes the chain and the key in one file.
+	umask 077 && cat $(TLS_DIR)/fullchain.pem $(TLS_DIR)/privkey.pem > $(TLS_DIR)/haproxy.pem
 
 ## Start Parley on the embedded defaults (SQLite, in-memory fan-out) at http://127.0.0.1:8000
 run: install

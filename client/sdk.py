@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -109,6 +110,7 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods, Tip
         reconnection_delay_max: float = 3.0,
         http_timeout: float = 15.0,
         local_address: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.device_name = device_name
@@ -117,10 +119,15 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods, Tip
         # 127.0.0.0/8 per client so a balancer hashing client addresses spreads
         # local test clients over its nodes.
         self.local_address = local_address
+        # How https (and wss) servers are verified, e.g. a context trusting a
+        # private CA or a self-signed test certificate; None: the system's CAs.
+        self.ssl_context = ssl_context
+        verify: ssl.SSLContext | bool = ssl_context or True
         self.http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=http_timeout,
-            transport=httpx.AsyncHTTPTransport(local_address=local_address)
+            verify=verify,
+            transport=httpx.AsyncHTTPTransport(local_address=local_address, verify=verify)
             if local_address
             else None,
         )
@@ -145,7 +152,7 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods, Tip
             reconnection_delay_max=reconnection_delay_max,
             handle_sigint=False,
             # A factory: engine.io makes (and closes) one session per connection.
-            http_session=self._bound_http_session if local_address else None,
+            http_session=self._http_session if local_address or ssl_context else None,
         )
         self._connected = asyncio.Event()
         self.sio.on("connect", self._on_connect)
@@ -166,8 +173,12 @@ class ParleyClient(AccountMethods, E2EEMethods, MediaMethods, SocialMethods, Tip
         ):
             self.sio.on(social, self._on_event(social))
 
-    def _bound_http_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(local_addr=(self.local_address or "", 0))
+    def _http_session(self) -> aiohttp.ClientSession:
+        """The socket's session, with this client's source address and TLS context."""
+        connector = aiohttp.TCPConnector(
+            local_addr=(self.local_address, 0) if self.local_address else None,
+            ssl=self.ssl_context or True,
+        )
         return aiohttp.ClientSession(connector=connector)
 
     # -- HTTP -----------------------------------------------------------------

@@ -2,10 +2,16 @@
 
 The configuration is the shipped one (``config/deploy/nginx.conf`` or
 ``haproxy.cfg``) with only the deployment-specific lines rewritten: the
-listening address, the upstream nodes and the file locations (pid, logs,
-temporary files, all in a fresh prefix directory). Every rewrite must match
-exactly once, so a change to the shipped file that breaks local trials fails
-loudly instead of testing something else.
+listening addresses, the upstream nodes and the file locations (pid, logs,
+temporary files, certificates, all in a fresh prefix directory). Every rewrite
+must match exactly once, so a change to the shipped file that breaks local
+trials fails loudly instead of testing something else.
+
+With ``tls`` the balancer runs as shipped: https on one port, and on another
+the plain-HTTP port that redirects to https and answers ACME challenges.
+Without it, the shipped https server is rendered as a plain-HTTP one (the
+redirect and the certificate dropped), for local trials and tests that are not
+about TLS.
 
 When started as root, the balancer runs as ``nobody`` (it needs no privilege:
 the port is high and every file is in its own directory).
@@ -48,10 +54,31 @@ def _sub(pattern: str, replacement: str, text: str, *, flags: int = re.MULTILINE
     return new
 
 
+@dataclass(frozen=True)
+class BalancerTls:
+    """TLS at the balancer: a certificate chain and its key (PEM files), and the
+    ``host:port`` of the ACME client HAProxy passes http-01 challenges to (nginx
+    serves them itself, from ``Balancer.acme_webroot``)."""
+
+    certificate: Path
+    private_key: Path
+    acme_server: str = "127.0.0.1:8402"
+
+
 def render_nginx(
-    source: str, *, listen: str, nodes: list[str], prefix: Path, hash_key: str | None = None
+    source: str,
+    *,
+    listen: str,
+    nodes: list[str],
+    prefix: Path,
+    hash_key: str | None = None,
+    tls_listen: str | None = None,
 ) -> str:
     """The shipped nginx.conf for these nodes, listening on ``listen``, files under ``prefix``.
+
+    With ``tls_listen``, https is served there (certificates in ``prefix``/tls,
+    ACME challenges from ``prefix``/acme) and ``listen`` redirects to it, as
+    shipped; without it, the https server listens on ``listen`` in plain HTTP.
 
     ``hash_key`` replaces ``$remote_addr`` as the sticky key: a load generator
     whose clients all share one address and use only WebSockets (one TCP
@@ -72,21 +99,71 @@ def render_nginx(
     text = _sub(r"^http \{$", "http {\n" + temp, text)
     servers = "\n".join(f"        server {node} max_fails=3 fail_timeout=10s;" for node in nodes)
     text = _sub(r"^\s*server parley:8000 .*;$", servers, text)
-    return _sub(r"^\s*listen 80 default_server;$", f"        listen {listen} default_server;", text)
+    if tls_listen is None:
+        text = _sub(r"^    server \{\n\s*listen 80 default_server;\n.*?^    \}\n", "", text,
+                    flags=re.MULTILINE | re.DOTALL)  # fmt: skip
+        text = _sub(r"^\s*ssl_certificate .*\n", "", text)
+        text = _sub(r"^\s*ssl_certificate_key .*\n", "", text)
+        return _sub(
+            r"^\s*listen 443 ssl default_server;$", f"        listen {listen} default_server;", text
+        )
+    text = _sub(r"^\s*listen 80 default_server;$", f"        listen {listen} default_server;", text)
+    text = _sub(
+        r"^\s*listen 443 ssl default_server;$",
+        f"        listen {tls_listen} ssl default_server;",
+        text,
+    )
+    text = _sub(
+        r"^\s*ssl_certificate /etc/nginx/tls/fullchain\.pem;$",
+        f"        ssl_certificate {prefix}/tls/fullchain.pem;",
+        text,
+    )
+    text = _sub(
+        r"^\s*ssl_certificate_key /etc/nginx/tls/privkey\.pem;$",
+        f"        ssl_certificate_key {prefix}/tls/privkey.pem;",
+        text,
+    )
+    return _sub(r"^\s*root /var/www/acme;$", f"            root {prefix}/acme;", text)
 
 
-def render_haproxy(source: str, *, listen: str, nodes: list[str], prefix: Path) -> str:
-    """The shipped haproxy.cfg for these nodes, on ``listen``, pid file under ``prefix``."""
+def render_haproxy(
+    source: str,
+    *,
+    listen: str,
+    nodes: list[str],
+    prefix: Path,
+    tls_listen: str | None = None,
+    acme_server: str | None = None,
+) -> str:
+    """The shipped haproxy.cfg for these nodes, on ``listen``, pid file under ``prefix``.
+
+    With ``tls_listen``, https is served there (certificate in ``prefix``/tls,
+    ACME challenges passed to ``acme_server``) and ``listen`` redirects to it, as
+    shipped; without it, ``listen`` serves everything in plain HTTP.
+    """
     text = _sub(r"^global$", f"global\n    pidfile {prefix}/haproxy.pid", source)
     text = _sub(r"^(\s*)log stdout .*$", "    log stderr format raw local0 info", text)
     text = _sub(r"^\s*bind :80$", f"    bind {listen}", text)
+    if tls_listen is None:
+        text = _sub(r"^\s*bind :443 .*\n", "", text)
+        text = _sub(r"^\s*http-request redirect scheme https .*\n", "", text)
+    else:
+        text = _sub(
+            r"^\s*bind :443 ssl crt /etc/haproxy/tls/haproxy\.pem\b",
+            f"    bind {tls_listen} ssl crt {prefix}/tls/haproxy.pem",
+            text,
+        )
+        if acme_server is not None:
+            text = _sub(r"^\s*server acme \S+$", f"    server acme {acme_server}", text)
     # Each connection takes two descriptors; stay within an unprivileged limit.
     text = _sub(r"^\s*maxconn \d+$", "    maxconn 8000", text)
-    servers = "\n".join(f"    server node{i} {node}" for i, node in enumerate(nodes, 1))
-    text, count = re.subn(r"^\s*server node\d+ \S+\n", "", text, flags=re.MULTILINE)
-    if count < 1:
-        raise BalancerError("shipped haproxy.cfg changed: no `server nodeN` lines to replace")
-    return text.rstrip("\n") + "\n" + servers + "\n"
+    servers = "".join(f"    server node{i} {node}\n" for i, node in enumerate(nodes, 1))
+    text, count = re.subn(
+        r"(?:^\s*server node\d+ \S+\n)+", lambda _: servers, text, flags=re.MULTILINE
+    )
+    if count != 1:
+        raise BalancerError("shipped haproxy.cfg changed: not one block of `server nodeN` lines")
+    return text
 
 
 def _die_with_parent() -> None:
@@ -120,14 +197,46 @@ class Balancer:
     prefix: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="parley-lb-")))
     proc: subprocess.Popen[bytes] | None = None
     hash_key: str | None = None  # nginx only: see render_nginx
+    # With TLS, ``port`` is the plain-HTTP port (redirects, ACME) and
+    # ``tls_port`` the https one.
+    tls: BalancerTls | None = None
+    tls_port: int = 0
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port(self.host)
+        if self.tls is not None:
+            self.tls_port = self.tls_port or free_port(self.host)
         self.config = self.prefix / ("nginx.conf" if self.kind == "nginx" else "haproxy.cfg")
 
     @property
     def url(self) -> str:
+        """Where clients reach Parley: the https port with TLS, else the plain one."""
+        if self.tls is not None:
+            return f"https://{self.host}:{self.tls_port}"
+        return self.http_url
+
+    @property
+    def http_url(self) -> str:
+        """The plain-HTTP port (with TLS: redirects to https and ACME challenges only)."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def acme_webroot(self) -> Path:
+        """nginx serves ``/.well-known/acme-challenge/<token>`` from files under here."""
+        return self.prefix / "acme"
+
+    def _install_tls_files(self, tls: BalancerTls) -> None:
+        """Copy the certificate and key where the rendered config names them (the
+        balancer may run as nobody and read nothing outside its prefix)."""
+        directory = self.prefix / "tls"
+        directory.mkdir(exist_ok=True)
+        chain, key = tls.certificate.read_bytes(), tls.private_key.read_bytes()
+        (directory / "fullchain.pem").write_bytes(chain)
+        for name, data in (("privkey.pem", key), ("haproxy.pem", chain + key)):
+            path = directory / name
+            path.touch(mode=0o600)
+            path.write_bytes(data)
+        (self.acme_webroot / ".well-known" / "acme-challenge").mkdir(parents=True, exist_ok=True)
 
     @property
     def log_path(self) -> Path:
@@ -135,18 +244,33 @@ class Balancer:
 
     def write_config(self) -> None:
         listen = f"{self.host}:{self.port}"
+        tls_listen = f"{self.host}:{self.tls_port}" if self.tls is not None else None
+        if self.tls is not None:
+            self._install_tls_files(self.tls)
         source = (DEPLOY / self.config.name).read_text()
         if self.kind == "nginx":
             text = render_nginx(
-                source, listen=listen, nodes=self.nodes, prefix=self.prefix, hash_key=self.hash_key
+                source,
+                listen=listen,
+                nodes=self.nodes,
+                prefix=self.prefix,
+                hash_key=self.hash_key,
+                tls_listen=tls_listen,
             )
         else:
             if self.hash_key is not None:
                 raise BalancerError("a custom hash key is for nginx only")
-            text = render_haproxy(source, listen=listen, nodes=self.nodes, prefix=self.prefix)
+            text = render_haproxy(
+                source,
+                listen=listen,
+                nodes=self.nodes,
+                prefix=self.prefix,
+                tls_listen=tls_listen,
+                acme_server=self.tls.acme_server if self.tls is not None else None,
+            )
         self.config.write_text(text)
         if os.geteuid() == 0:  # the process runs as nobody and must own its files
-            for path in (self.prefix, *self.prefix.iterdir()):
+            for path in (self.prefix, *self.prefix.rglob("*")):
                 os.chown(path, 65534, 65534)
 
     def _command(self, *extra: str) -> list[str]:

@@ -2,25 +2,37 @@
 
 The balancer runs with the shipped configuration (config/deploy/nginx.conf,
 haproxy.cfg), only its addresses and file locations rewritten
-(scripts/balancer.py). It hashes the client address, so each test client
-binds its own loopback source address (127.0.0.x) to land on the node the test
-wants. nginx and HAProxy come from Debian packages (`make test` installs them);
-a missing one FAILS these tests, never skips them.
+(scripts/balancer.py): TLS with a self-signed certificate made here, and the
+plain-HTTP port that only redirects and answers ACME challenges. It hashes the
+client address, so each test client binds its own loopback source address
+(127.0.0.x) to land on the node the test wants. nginx and HAProxy come from
+Debian packages (`make test` installs them); a missing one FAILS these tests,
+never skips them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import re
+import ssl
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from client import ParleyClient
-from scripts.balancer import KINDS, Balancer, BalancerError, Kind
+from scripts.balancer import KINDS, Balancer, BalancerError, BalancerTls, Kind
 from tests.support.phones import fresh_phone
 from tests.support.server import ServerProcess
 
@@ -33,12 +45,76 @@ TRANSPORTS = {
 }
 
 
-def start_balancer(kind: Kind, nodes: Sequence[ServerProcess]) -> Balancer:
+def start_balancer(
+    kind: Kind, nodes: Sequence[ServerProcess], tls: BalancerTls | None = None
+) -> Balancer:
     """A running nginx or HAProxy in front of ``nodes``; fails the test if it cannot run."""
     try:
-        return Balancer(kind, [f"127.0.0.1:{n.port}" for n in nodes]).start()
+        return Balancer(kind, [f"127.0.0.1:{n.port}" for n in nodes], tls=tls).start()
     except BalancerError as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+def write_self_signed_certificate(directory: Path) -> BalancerTls:
+    """A fresh P-256 key and a self-signed certificate for 127.0.0.1 and localhost."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "parley-e2e")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    chain, private_key = directory / "fullchain.pem", directory / "privkey.pem"
+    chain.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return BalancerTls(certificate=chain, private_key=private_key)
+
+
+def client_ssl_context(lb: Balancer) -> ssl.SSLContext | None:
+    """A context that trusts the balancer's certificate (and only it); None without TLS."""
+    if lb.tls is None:
+        return None
+    return ssl.create_default_context(cafile=lb.tls.certificate)
+
+
+def key_authorization(token: str) -> str:
+    """What an ACME client answers for ``token`` (RFC 8555, 8.3: token.thumbprint)."""
+    return f"{token}.e2e-account-thumbprint"
+
+
+class _AcmeResponder(BaseHTTPRequestHandler):
+    """An ACME client's http-01 responder (certbot --standalone), as HAProxy reaches it."""
+
+    def do_GET(self) -> None:
+        body = key_authorization(self.path.rsplit("/", 1)[-1]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the default writes every request to stderr."""
 
 
 def metric(node: ServerProcess, name: str, **labels: str) -> float:
@@ -97,7 +173,8 @@ async def addresses_by_node(
             return found
         ip = f"127.0.0.{last}"
         before = await asyncio.to_thread(lambda: [_healthz_count(n) for n in nodes])
-        transport = httpx.AsyncHTTPTransport(local_address=ip)
+        verify = client_ssl_context(lb) or True
+        transport = httpx.AsyncHTTPTransport(local_address=ip, verify=verify)
         async with httpx.AsyncClient(transport=transport, base_url=lb.url) as http:
             assert (await http.get("/healthz")).status_code == 200
         after = await asyncio.to_thread(lambda: [_healthz_count(n) for n in nodes])
@@ -116,7 +193,11 @@ async def balanced_client(
     """A client that signs in and connects through the balancer from ``ip`` (which lands on
     ``node``, whose log has the sign-in code), with a device for E2EE."""
     client = ParleyClient(
-        lb.url, device_name=f"lb-{nickname}", transports=transports, local_address=ip
+        lb.url,
+        device_name=f"lb-{nickname}",
+        transports=transports,
+        local_address=ip,
+        ssl_context=client_ssl_context(lb),
     )
     start = await client.start_phone_sign_in(fresh_phone())
     code = await asyncio.to_thread(node.next_sms_code, start["phone"])
@@ -134,12 +215,29 @@ async def next_message(client: ParleyClient, message_id: str) -> dict[str, Any]:
     return message
 
 
+@pytest.fixture(scope="module")
+def acme_responder() -> Iterator[str]:
+    """``host:port`` of a stand-in ACME http-01 responder."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _AcmeResponder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
 @pytest.fixture(scope="module", params=KINDS)
 def balancer(
-    request: pytest.FixtureRequest, cluster: tuple[ServerProcess, ServerProcess]
+    request: pytest.FixtureRequest,
+    cluster: tuple[ServerProcess, ServerProcess],
+    tmp_path_factory: pytest.TempPathFactory,
+    acme_responder: str,
 ) -> Iterator[Balancer]:
-    """nginx, then HAProxy, in front of the two shared nodes."""
-    lb = start_balancer(request.param, cluster)
+    """nginx, then HAProxy, in front of the two shared nodes, with TLS as shipped."""
+    tls = write_self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    tls = BalancerTls(tls.certificate, tls.private_key, acme_server=acme_responder)
+    lb = start_balancer(request.param, cluster, tls=tls)
     yield lb
     lb.remove()
 
@@ -152,6 +250,51 @@ async def routes(
     yield await addresses_by_node(balancer, cluster, wanted=len(TRANSPORTS))
 
 
+async def test_https_answers_carry_hsts_and_parley_sees_https(balancer: Balancer) -> None:
+    """Over https the balancer adds HSTS and tells Parley the scheme (its redirects stay https)."""
+    context = client_ssl_context(balancer)
+    assert context is not None and balancer.url.startswith("https://")
+    headers = {"Host": "chat.example.com"}  # as a browser on port 443 sends it
+    async with httpx.AsyncClient(base_url=balancer.url, verify=context, headers=headers) as http:
+        health = await http.get("/healthz")
+        # Starlette's trailing-slash redirect builds its URL from the scheme
+        # uvicorn took from X-Forwarded-Proto.
+        redirect = await http.get("/healthz/")
+    assert health.status_code == 200
+    assert health.headers["strict-transport-security"] == "max-age=63072000"
+    assert redirect.status_code == 307
+    assert redirect.headers["location"] == "https://chat.example.com/healthz"
+
+
+async def test_plain_http_is_redirected_to_https_before_parley(
+    balancer: Balancer, cluster: tuple[ServerProcess, ServerProcess]
+) -> None:
+    """Port 80 answers every request, a password sign-in too, with 308 to the same https URL."""
+    login = "/v1/auth/email/login"
+    before = [metric(n, "parley_http_requests_total", route=login) for n in cluster]
+    headers = {"Host": "chat.example.com"}
+    async with httpx.AsyncClient(base_url=balancer.http_url, headers=headers) as http:
+        get = await http.get("/v1/users/me?fields=all")
+        post = await http.post(login, json={"identifier": "ana@example.com", "password": "x" * 12})
+    assert (get.status_code, post.status_code) == (308, 308)
+    assert get.headers["location"] == "https://chat.example.com/v1/users/me?fields=all"
+    assert post.headers["location"] == f"https://chat.example.com{login}"
+    after = [metric(n, "parley_http_requests_total", route=login) for n in cluster]
+    assert after == before, "the password reached a node over plain HTTP"
+
+
+async def test_acme_challenge_is_answered_over_plain_http(balancer: Balancer) -> None:
+    """Port 80 serves ACME http-01 challenges (nginx from its webroot, HAProxy via the client)."""
+    token = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA"  # RFC 8555, 8.3
+    if balancer.kind == "nginx":
+        challenge = balancer.acme_webroot / ".well-known" / "acme-challenge" / token
+        challenge.write_text(key_authorization(token))
+    async with httpx.AsyncClient(base_url=balancer.http_url) as http:
+        answer = await http.get(f"/.well-known/acme-challenge/{token}")
+    assert answer.status_code == 200
+    assert answer.text == key_authorization(token)
+
+
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 async def test_encrypted_chat_crosses_nodes_through_the_balancer(
     balancer: Balancer,
@@ -159,7 +302,8 @@ async def test_encrypted_chat_crosses_nodes_through_the_balancer(
     cluster: tuple[ServerProcess, ServerProcess],
     transport: str,
 ) -> None:
-    """Through the balancer, a user on node 1 and a user on node 2 exchange E2EE messages."""
+    """Through the balancer over https/wss, a user on node 1 and one on node 2 exchange E2EE
+    messages."""
     node1, node2 = cluster
     index = list(TRANSPORTS).index(transport)
     sockets_before = [metric(n, "parley_sockets_connected") for n in cluster]

@@ -1,4 +1,5 @@
-"""The deploy files (Dockerfile, docker-compose.yml, nginx.conf) say what operators rely on.
+"""The deploy files (Dockerfile, docker-compose.yml, nginx.conf, haproxy.cfg) say what
+operators rely on.
 
 These read the files only: no Docker, no nginx, no network.
 """
@@ -18,6 +19,10 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 DEPLOY = ROOT / "config" / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 NGINX = DEPLOY / "nginx.conf"
+HAPROXY = DEPLOY / "haproxy.cfg"
+GITIGNORE = ROOT / ".gitignore"
+# HSTS for at least a year (RFC 6797; what preload lists and Mozilla ask for).
+_HSTS_MIN_AGE = 365 * 86400
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -45,6 +50,35 @@ def _instructions(text: str) -> list[tuple[str, str]]:
 def _nginx_text() -> str:
     """nginx.conf with comments removed, so assertions see directives only."""
     return "\n".join(line.split("#", 1)[0] for line in NGINX.read_text().splitlines())
+
+
+def _blocks(text: str, header: str) -> list[str]:
+    """The bodies of every ``header {...}`` block in ``text`` (a regex), braces matched."""
+    bodies = []
+    for match in re.finditer(rf"{header}\s*\{{", text):
+        depth, start = 1, match.end()
+        for index in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[index], 0)
+            if depth == 0:
+                bodies.append(text[start:index])
+                break
+    return bodies
+
+
+def _nginx_server(port: int) -> str:
+    """The body of the nginx server block that listens on ``port``."""
+    (server,) = [
+        body
+        for body in _blocks(_nginx_text(), r"\bserver")
+        if re.search(rf"^\s*listen\s+(\S+:)?{port}\b", body, re.MULTILINE)
+    ]
+    return server
+
+
+def _haproxy_lines() -> list[str]:
+    """haproxy.cfg's directives, comments and blank lines removed, whitespace folded."""
+    lines = (line.split("#", 1)[0] for line in HAPROXY.read_text().splitlines())
+    return [" ".join(line.split()) for line in lines if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +172,33 @@ def test_compose_opensearch_is_single_node_without_security(compose: dict[str, A
 
 
 def test_compose_nginx_fronts_parley(compose: dict[str, Any]) -> None:
-    """nginx publishes 8080:80, mounts ./nginx.conf and depends on parley."""
+    """nginx publishes 443 (https) and 80 (redirects, ACME), mounts nginx.conf, needs parley."""
     nginx = compose["services"]["nginx"]
-    assert "8080:80" in [str(p) for p in nginx["ports"]]
+    assert {"443:443", "80:80"} <= {str(p) for p in nginx["ports"]}
     assert any(str(v).startswith("./nginx.conf:") for v in nginx["volumes"])
     assert "parley" in _depends_on(nginx)
+
+
+def test_compose_nginx_mounts_certificates_and_acme_webroot(compose: dict[str, Any]) -> None:
+    """nginx reads ./tls as /etc/nginx/tls and ./acme as the ACME webroot, both read-only."""
+    volumes = {str(v) for v in compose["services"]["nginx"]["volumes"]}
+    assert "./tls:/etc/nginx/tls:ro" in volumes
+    assert "./acme:/var/www/acme:ro" in volumes
+
+
+def test_compose_public_url_is_https(compose: dict[str, Any]) -> None:
+    """Parley's public URL (e-mailed links, wallet sign-in) defaults to https and can be set."""
+    env = compose["services"]["parley"]["environment"]
+    value = env["PARLEY_SERVER_PUBLIC_URL"]
+    match = re.fullmatch(r"\$\{PARLEY_SERVER_PUBLIC_URL:-(?P<default>[^}]+)\}", value)
+    assert match, value
+    assert match["default"].startswith("https://")
+
+
+def test_certificates_are_git_ignored() -> None:
+    """config/deploy/tls/ (keys) and the ACME webroot never land in git."""
+    ignored = {line.strip() for line in GITIGNORE.read_text().splitlines()}
+    assert {"config/deploy/tls/", "config/deploy/acme/"} <= ignored
 
 
 def test_compose_builds_parley_from_repo_root(compose: dict[str, Any]) -> None:
@@ -252,3 +308,70 @@ def test_nginx_has_events_and_http_blocks() -> None:
     assert re.search(r"^events\s*\{", text, re.MULTILINE)
     assert re.search(r"^http\s*\{", text, re.MULTILINE)
     assert text.count("{") == text.count("}")
+
+
+def test_nginx_serves_https_on_443_with_modern_tls() -> None:
+    """A 443 ssl server with the documented certificate paths, TLS 1.2/1.3 only, a session cache."""
+    server = _nginx_server(443)
+    assert re.search(r"^\s*listen\s+443\s+ssl\b[^;]*;", server, re.MULTILINE)
+    assert re.search(r"ssl_certificate\s+/etc/nginx/tls/fullchain\.pem\s*;", server)
+    assert re.search(r"ssl_certificate_key\s+/etc/nginx/tls/privkey\.pem\s*;", server)
+    protocols = re.search(r"ssl_protocols\s+([^;]+);", server)
+    assert protocols and set(protocols[1].split()) == {"TLSv1.2", "TLSv1.3"}
+    assert re.search(r"ssl_session_cache\s+shared:\w+:\d+m\s*;", server)
+
+
+def test_nginx_https_sends_hsts() -> None:
+    """Every https answer, errors too, carries Strict-Transport-Security for a year or more."""
+    server = _nginx_server(443)
+    hsts = re.search(
+        r'add_header\s+Strict-Transport-Security\s+"max-age=(\d+)[^"]*"\s+always;', server
+    )
+    assert hsts and int(hsts[1]) >= _HSTS_MIN_AGE
+    assert "add_header" not in "".join(_blocks(server, r"location[^{]*")), "would drop HSTS"
+
+
+def test_nginx_port_80_redirects_to_https_except_acme() -> None:
+    """Port 80 proxies nothing: ACME http-01 from the webroot, 308 to https for the rest."""
+    server = _nginx_server(80)
+    assert "proxy_pass" not in server
+    acme = _blocks(server, r"location\s+\^~\s+/\.well-known/acme-challenge/")
+    assert len(acme) == 1 and re.search(r"root\s+/var/www/acme\s*;", acme[0])
+    (rest,) = _blocks(server, r"location\s+/(?=\s)")
+    assert re.search(r"return\s+308\s+https://\$host\$request_uri\s*;", rest)
+
+
+def test_nginx_proxies_once_over_tls_with_forwarded_proto() -> None:
+    """Each proxy location is written once, in the https server, which passes X-Forwarded-Proto."""
+    text, server = _nginx_text(), _nginx_server(443)
+    for location in (r"location\s+/socket\.io/", r"location\s+=\s+/metrics", r"location\s+/\s"):
+        assert len(re.findall(location, server)) == 1, location
+    assert text.count("proxy_pass") == server.count("proxy_pass") == 3
+    assert re.search(r"proxy_set_header\s+X-Forwarded-Proto\s+\$scheme\s*;", server)
+    assert re.search(r"proxy_http_version\s+1\.1\s*;", server)
+
+
+# --- haproxy.cfg -----------------------------------------------------------------
+
+
+def test_haproxy_serves_https_on_443_with_modern_tls() -> None:
+    """The frontend binds :443 with the documented certificate; TLS 1.2 is the floor."""
+    lines = _haproxy_lines()
+    assert "bind :443 ssl crt /etc/haproxy/tls/haproxy.pem alpn http/1.1" in lines
+    assert "bind :80" in lines
+    (options,) = [line for line in lines if line.startswith("ssl-default-bind-options ")]
+    assert "ssl-min-ver TLSv1.2" in options
+
+
+def test_haproxy_redirects_plain_http_except_acme_and_sends_hsts() -> None:
+    """Plain HTTP gets 308 to https except ACME challenges; https answers carry HSTS."""
+    lines = _haproxy_lines()
+    assert "acl acme_challenge path_beg /.well-known/acme-challenge/" in lines
+    assert "http-request redirect scheme https code 308 if !{ ssl_fc } !acme_challenge" in lines
+    assert "use_backend acme if acme_challenge !{ ssl_fc }" in lines
+    hsts = [line for line in lines if "Strict-Transport-Security" in line]
+    assert len(hsts) == 1 and hsts[0].endswith("if { ssl_fc }")
+    age = re.search(r"max-age=(\d+)", hsts[0])
+    assert hsts[0].startswith("http-response set-header") and age
+    assert int(age[1]) >= _HSTS_MIN_AGE
+    assert "http-request set-header X-Forwarded-Proto https if { ssl_fc }" in lines
