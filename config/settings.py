@@ -172,6 +172,9 @@ class AuthSettings(_Section):
     # address per hour, counted whether or not an account waits on the address.
     verify_resend_per_email_per_hour: Annotated[int, Field(ge=1, le=1000)] = 5
     verify_resend_per_ip_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 50
+    # Password reset requests, per e-mail address and per client address.
+    password_reset_per_email_per_hour: Annotated[int, Field(ge=1, le=1000)] = 5
+    password_reset_per_ip_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 50
     password_reset_ttl: Annotated[int, Field(ge=300, le=86400)] = 3600
     # Accounts that never verified any identity are deleted after this long.
     unverified_account_ttl: Annotated[int, Field(ge=3600, le=90 * 86400)] = 7 * 86400
@@ -314,6 +317,14 @@ class OpensearchSettings(_Section):
     url: str | None = None
 
 
+class SearchSettings(_Section):
+    # Events (the outbox) the indexer has applied are deleted once this many
+    # seconds old; a pruned event still reads as indexed.
+    event_retention: Annotated[int, Field(ge=3600, le=365 * 86400)] = 7 * 86400
+    # Seconds between prune rounds, run by the node that runs the indexer.
+    event_prune_interval: Annotated[float, Field(gt=0, le=86400)] = 600
+
+
 def split_list(value: str) -> list[str]:
     """A comma-separated setting as a list, blanks dropped."""
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -343,6 +354,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     eth: EthSettings = EthSettings()
     opensearch: OpensearchSettings = OpensearchSettings()
+    search: SearchSettings = SearchSettings()
 
 
 def env_name(loc: tuple[int | str, ...]) -> str:

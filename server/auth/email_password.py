@@ -319,21 +319,55 @@ class EmailPasswordService:
 
     # -- passwords ----------------------------------------------------------
 
-    async def request_password_reset(self, email: str) -> None:
-        """Mail a reset link if a verified address matches; say nothing either way."""
+    async def accept_password_reset(self, email: str, client: ClientInfo) -> str:
+        """Check and count a reset request; the address key to mail.
+
+        Counted per client and per address whether or not an account has it,
+        so neither a refusal nor its absence says anything about accounts, and
+        nobody can bury an address under reset mails.
+        """
         key, _ = normalize_email(email)
-        identity = await Identity.get_or_none(kind="email", value=key, verified_at__not_isnull=True)
-        if identity is None:
-            return
-        token = await self._new_token(str(identity.user_id), RESET_PASSWORD, key, identity.display)
-        await self._send(
-            identity.display or key,
-            "Reset your Parley password",
-            "Follow this link to choose a new password (it works once, for "
-            f"{self._settings.password_reset_ttl // 60} minutes):\n"
-            f"{self._public_url}/v1/auth/email/password-reset/confirm?token={token}\n\n"
-            "If you did not ask for this, ignore this message.",
+        s = self._settings
+        await self._count_request(
+            f"rl:password-reset:ip:{client.ip}",
+            s.password_reset_per_ip_per_hour,
+            "from this address",
         )
+        await self._count_request(
+            f"rl:password-reset:email:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
+            s.password_reset_per_email_per_hour,
+            "for this e-mail address",
+        )
+        return key
+
+    async def request_password_reset(self, key: str) -> None:
+        """Mail a reset link if a verified address matches.
+
+        Runs after the answer is sent, like :meth:`resend_verification`: the
+        lookup, the new link and the mail provider's delay (or failure) would
+        otherwise show in the answer's timing whether the account exists.
+        """
+        if len(key) > IDENTITY_VALUE_LENGTH:  # lower() can lengthen; no column holds it
+            return
+        try:
+            identity = await Identity.get_or_none(
+                kind="email", value=key, verified_at__not_isnull=True
+            )
+            if identity is None:
+                return
+            token = await self._new_token(
+                str(identity.user_id), RESET_PASSWORD, key, identity.display
+            )
+            await self._send(
+                identity.display or key,
+                "Reset your Parley password",
+                "Follow this link to choose a new password (it works once, for "
+                f"{self._settings.password_reset_ttl // 60} minutes):\n"
+                f"{self._public_url}/v1/auth/email/password-reset/confirm?token={token}\n\n"
+                "If you did not ask for this, ignore this message.",
+            )
+        except Exception:
+            log.warning("password reset mail failed", exc_info=True)
 
     async def reset_password(self, token: str, new_password: str) -> None:
         """Spend a reset link: set the password and end every session of the account."""

@@ -123,12 +123,27 @@ async def sign_in_with_password(
     )
 
 
-@router.post("/email/password-reset", response_model=EmailSentResponse, status_code=202)
+@router.post(
+    "/email/password-reset",
+    response_model=EmailSentResponse,
+    status_code=202,
+    responses=errors(
+        (429, "Too many for this e-mail or from this client; retry after `Retry-After`")
+    ),
+)
 async def request_password_reset(
-    body: PasswordResetRequest, services: ServicesDep
+    body: PasswordResetRequest,
+    services: ServicesDep,
+    client: ClientDep,
+    background: BackgroundTasks,
 ) -> EmailSentResponse:
-    """Mail a reset link if the address belongs to an account (the answer is the same if not)."""
-    await services.email_auth.request_password_reset(body.email)
+    """Mail a reset link if a verified address of an account matches.
+
+    The answer is the same if not: the lookup and the mail happen after it is
+    sent, so neither its content nor its timing tells.
+    """
+    key = await services.email_auth.accept_password_reset(body.email, client)
+    background.add_task(services.email_auth.request_password_reset, key)
     return EmailSentResponse(status="email_sent", email=body.email)
 
 

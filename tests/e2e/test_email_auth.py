@@ -703,6 +703,45 @@ async def test_password_reset_for_unknown_address_sends_nothing(
         await next_email(node, stranger.email, timeout=0.5)
 
 
+async def test_password_reset_is_rate_limited_per_address_and_per_client(tmp_path: Path) -> None:
+    """Past its limit an address, then the client, gets 429 rate_limited and no more mail, so
+    nobody can bury an inbox under reset mails; unknown addresses count alike."""
+    env = {
+        **embedded_env(tmp_path),
+        **CHEAP_ARGON2,
+        "PARLEY_AUTH_PASSWORD_RESET_PER_EMAIL_PER_HOUR": "2",
+        "PARLEY_AUTH_PASSWORD_RESET_PER_IP_PER_HOUR": "5",
+    }
+    server = ServerProcess(env, name="reset-limits").start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            known, stranger = new_account(), new_account()
+            await register_verified(http, server, known)
+            for account in (known, stranger):
+                for _ in range(2):
+                    response = await http.post(
+                        "/v1/auth/email/password-reset", json={"email": account.email}
+                    )
+                    assert response.status_code == 202, response.text
+            limited = await http.post(
+                "/v1/auth/email/password-reset", json={"email": known.email.upper()}
+            )
+            assert limited.status_code == 429 and error_code(limited) == "rate_limited"
+            assert 0 < int(limited.headers["Retry-After"]) <= 3601
+            # The client's sixth request is refused, whatever the address.
+            over = await http.post(
+                "/v1/auth/email/password-reset", json={"email": new_account().email}
+            )
+            assert over.status_code == 429 and error_code(over) == "rate_limited", over.text
+            for _ in range(2):
+                mail = await next_email(server, known.email)
+                assert mail["subject"] == "Reset your Parley password"
+            with pytest.raises(TimeoutError):
+                await next_email(server, known.email, timeout=1.0)
+    finally:
+        server.stop()
+
+
 async def test_password_reset_for_unverified_address_sends_nothing(
     node: ServerProcess, http: httpx.AsyncClient
 ) -> None:
