@@ -1,10 +1,10 @@
 """The web client (web/) in Debian's Chromium against a real node, with a Python SDK user.
 
-``tests/web/drive.mjs`` drives two browser contexts with playwright-core (no
+``tests/web/drive.mjs`` drives three browser contexts with playwright-core (no
 browser download): it asks this module, line by line over its stdin and
-stdout, for sign-in codes (read from the node's log, as a person running
-``make run`` would) and for the third person's moves, which the Python SDK
-makes here. Afterwards the node's database and media store are searched for
+stdout, for sign-in codes and e-mailed links (read from the node's log, as a
+person running ``make run`` would) and for the SDK person's moves, which the
+Python SDK makes here. Afterwards the node's database and media store are searched for
 every message text the people sent: none may be there. The node tracks tips on
 a real local chain (ganache, tests/support/ganache.py): a browser user's fake
 MetaMask signs and broadcasts there, and this module funds wallets and mines.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,10 @@ DRIVER_DIR = ROOT / "tests" / "web"
 SCREENSHOTS = DRIVER_DIR / "screenshots"
 # drive.mjs waits at most 20 s for any one thing; this guards against a wedged run.
 LINE_TIMEOUT = 90.0
+
+
+# The link in a mail from the console e-mail provider (server/auth/email.py).
+MAILED_LINK = re.compile(r"https?://\S+")
 
 
 def chromium_path() -> str:
@@ -121,6 +126,11 @@ class PythonPeer:
             return fresh_phone()
         if question == "sms_code":
             return await asyncio.to_thread(self.node.next_sms_code, ask["phone"])
+        if question == "email_link":
+            mail = await asyncio.to_thread(self.node.next_email, ask["email"])
+            link = MAILED_LINK.search(mail["text"])
+            assert link is not None, f"no link in the mail to {ask['email']}: {mail['text']!r}"
+            return link.group(0)
         if question == "fund":
             await asyncio.to_thread(self.chain.fund, ask["address"], int(ask["wei"]))
             return True
@@ -234,7 +244,7 @@ def stored_bytes(root: Path) -> bytes:
 async def test_two_browsers_and_the_sdk_chat_encrypted(
     web_node: tuple[ServerProcess, Path], chain: Ganache, tmp_path: Path
 ) -> None:
-    """Two Chromium users and an SDK user chat encrypted and tip; the server stores no plaintext."""
+    """Three Chromium users (phone, wallet, e-mail) and an SDK user; no plaintext stored."""
     node, data_dir = web_node
     png = images.noisy_photo(900, 600).pngsave_buffer()
     png_path = tmp_path / "beach.png"
@@ -264,6 +274,14 @@ async def test_two_browsers_and_the_sdk_chat_encrypted(
         and str(r.get("message")).split()[1].endswith("/submit")
     ]
     assert [r.get("status") for r in submits] == [200], submits
+    # Dana's password sign-ins: unconfirmed address, wrong password, then in.
+    logins = [
+        r.get("status")
+        for r in node.records
+        if str(r.get("message")).startswith("POST /v1/auth/email/login")
+    ]
+    assert logins == [403, 401, 200], logins
+    assert any("invalid_credentials" in s for s in result["steps"]), result["steps"]
     for name in (
         "01-sign-in",
         "04-chat-desktop",
@@ -271,6 +289,9 @@ async def test_two_browsers_and_the_sdk_chat_encrypted(
         "06-lightbox-mobile",
         "09-tip-dialog",
         "10-tip-confirmed-mobile",
+        "11-register",
+        "14-interests-welcome",
+        "15-profile-card",
     ):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 1000, name
 

@@ -1,10 +1,12 @@
 // Drives Parley's web client in Debian's Chromium (playwright-core, no browser download):
-// two browser users sign up (phone, and an Ethereum wallet), find each other, chat
-// encrypted, send an image, see typing, receipts, unread counts and presence; a third
-// user in Python (the SDK, answered by tests/e2e/test_web.py over stdin/stdout) exchanges
-// encrypted messages and an attachment with them. Alice links a wallet and tips Bob in ETH
-// on a real local chain (ganache): her fake MetaMask signs and broadcasts the transaction.
-// Also runs the envelope vectors through the client's code in Chromium.
+// two browser users sign up (phone, and an Ethereum wallet), pick interests, find each
+// other, chat encrypted, send an image, see typing, receipts, unread counts and presence; a
+// third browser user registers with e-mail and password, confirms the mailed link, is asked
+// for interests on first sign-in and opens a suggested person's profile card; a user in
+// Python (the SDK, answered by tests/e2e/test_web.py over stdin/stdout) exchanges encrypted
+// messages and an attachment with them. Alice links a wallet and tips Bob in ETH on a real
+// local chain (ganache): her fake MetaMask signs and broadcasts the transaction. Also runs
+// the envelope vectors through the client's code in Chromium.
 //
 //   node drive.mjs <node url> <screenshot dir> <png path> <chain JSON-RPC url> <chain id>
 //
@@ -137,7 +139,27 @@ async function signInByPhone(page, name, phone, { keyboard = false } = {}) {
     await page.getByLabel("Sign-in code", { exact: true }).fill(code);
     await page.getByRole("button", { name: "Sign in", exact: true }).click();
   }
+}
+
+/**
+ * The interests asked for after a first sign-in: tick the catalogue's entries at `indexes`
+ * and continue (or, with none, skip); Home follows. The catalogue's labels.
+ */
+async function welcome(page, indexes, screenshot) {
+  const group = page.getByRole("group", { name: "Your interests" });
+  await group.getByRole("checkbox").first().waitFor();
+  const labels = await group.locator("label").allTextContents();
+  check(labels.length > Math.max(0, ...indexes), "the interest catalogue has enough entries");
+  if (indexes.length === 0) {
+    await page.getByRole("button", { name: "Skip for now" }).click();
+  } else {
+    for (const i of indexes) await group.getByRole("checkbox", { name: labels[i], exact: true }).check();
+    await expectLabelled(page, "interests welcome");
+    if (screenshot) await shot(page, screenshot);
+    await page.getByRole("button", { name: "Continue" }).click();
+  }
   await page.locator(".connection.online").waitFor();
+  return labels;
 }
 
 async function userId(page) {
@@ -146,7 +168,7 @@ async function userId(page) {
 
 /** Tick the interests at `indexes` of the catalogue in the profile; their labels. */
 async function setInterests(page, indexes) {
-  await page.getByRole("button", { name: "Profile" }).click();
+  await page.getByRole("button", { name: "Profile", exact: true }).click();
   const group = page.getByRole("group", { name: "Your interests" });
   await group.getByRole("checkbox").first().waitFor();
   const labels = await group.locator("label").allTextContents();
@@ -155,6 +177,17 @@ async function setInterests(page, indexes) {
   await page.getByRole("button", { name: "Save profile" }).click();
   await page.getByText("Saved", { exact: true }).waitFor();
   return labels;
+}
+
+/** Names, gender and age in the profile panel, saved. */
+async function fillProfile(page, { first, last, gender, age }) {
+  await page.getByRole("button", { name: "Profile", exact: true }).click();
+  await page.getByLabel("First name", { exact: true }).fill(first);
+  await page.getByLabel("Last name", { exact: true }).fill(last);
+  await page.getByLabel("Gender", { exact: true }).selectOption({ label: gender });
+  await page.getByLabel("Age", { exact: true }).fill(String(age));
+  await page.getByRole("button", { name: "Save profile" }).click();
+  await page.getByText("Saved", { exact: true }).waitFor();
 }
 
 function conversationButton(page, name) {
@@ -226,7 +259,8 @@ async function scenario(browser) {
   const aliceName = `Alice ${run}`;
   const alicePhone = await ask("fresh_phone");
   await signInByPhone(alice, aliceName, alicePhone, { keyboard: true });
-  step("Alice signed in by phone with the keyboard alone");
+  const labels = await welcome(alice, [0, 1]);
+  step("Alice signed in by phone with the keyboard alone, and picked interests when asked");
   const session = () => alice.evaluate(() => JSON.parse(localStorage.getItem("parley.session")));
   const firstSession = await session();
 
@@ -252,7 +286,7 @@ async function scenario(browser) {
   await bob.goto(url);
   await bob.getByLabel("Your name (optional)", { exact: true }).fill(bobName);
   await bob.getByRole("button", { name: "Sign in with Ethereum" }).click();
-  await bob.locator(".connection.online").waitFor();
+  await welcome(bob, []); // skipped: Bob picks them in his profile below
   check(wallet.signed.length === 1, "the wallet signed one message");
   const siwe = wallet.signed[0];
   check(
@@ -265,10 +299,12 @@ async function scenario(browser) {
   const bobId = await userId(bob);
 
   // -- profiles with interests, then people search ---------------------------------------------------
-  const labels = await setInterests(alice, [0, 1]);
-  await setInterests(bob, [1, 2]);
+  await fillProfile(alice, { first: "Alice", last: "Liddell", gender: "Female", age: 34 });
   await expectLabelled(alice, "profile panel");
-  step("both saved interests (waited until search had them)");
+  await setInterests(bob, [1, 2]);
+  step("Alice saved her names, gender and age, Bob his interests (waited until search had them)");
+
+  await emailScenario(browser, { labels, aliceName, bobName });
 
   await alice.getByRole("button", { name: "Find people" }).click();
   await alice.getByRole("group", { name: "Shared interests" }).getByRole("checkbox", { name: labels[1], exact: true }).check();
@@ -289,6 +325,14 @@ async function scenario(browser) {
   await bob.getByRole("log").waitFor();
   await alice.getByText(`${bobName} accepted your chat request`).waitFor();
   step("Bob accepted; both have the encrypted direct chat");
+
+  await bob.locator(".chat-head").getByRole("button", { name: aliceName, exact: true }).click();
+  const aliceCard = bob.getByRole("dialog", { name: aliceName });
+  await aliceCard.locator("dd", { hasText: "34" }).waitFor();
+  await noHorizontalScroll(bob, "a profile card at 375 px");
+  await bob.keyboard.press("Escape");
+  await aliceCard.waitFor({ state: "detached" });
+  step("Bob opened Alice's profile card from their chat's header at 375 px");
 
   // -- chat: typing, Enter sends, live delivery, read receipts, presence ----------------------------------
   await openConversation(alice, bobName);
@@ -393,6 +437,17 @@ async function scenario(browser) {
   await bob.getByRole("log").getByText(m5).waitFor();
   step("an encrypted group: one envelope for three people's devices, read in Python and the other browser");
 
+  await alice.locator(".chat-head").getByRole("button", { name: groupTitle, exact: true }).click();
+  const members = alice.getByRole("dialog", { name: `Members of ${groupTitle}` });
+  await members.waitFor();
+  await expectLabelled(alice, "group members");
+  await members.getByRole("button", { name: `View profile of Carol ${run}` }).click();
+  const carolCard = alice.getByRole("dialog", { name: `Carol ${run}` });
+  await carolCard.getByText("None listed yet.").waitFor();
+  await alice.keyboard.press("Escape");
+  await carolCard.waitFor({ state: "detached" });
+  step("Alice opened the SDK user's profile card from the group's members");
+
   const hikers = `Hikers ${run}`;
   await alice.getByRole("button", { name: "New group" }).click();
   await alice.getByLabel("Group name", { exact: true }).fill(hikers);
@@ -467,6 +522,99 @@ async function scenario(browser) {
   await aliceContext.close();
   await bobContext.close();
   return { aliceId, bobId, carol };
+}
+
+// -- Dana: e-mail and password, the mailed link, interests on first sign-in, a profile card --------
+async function emailScenario(browser, { labels, aliceName, bobName }) {
+  const context = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+  const dana = await context.newPage();
+  pages.push(["dana", dana]);
+  dana.setDefaultTimeout(TIMEOUT);
+  const login = `dana_${run}`;
+  const email = `dana.${run}@example.com`;
+  const password = `correct horse ${run}`;
+
+  await dana.goto(url);
+  await dana.getByRole("button", { name: "Create an account", exact: true }).click();
+  const register = dana.getByRole("form", { name: "Create an account" });
+  await register.getByLabel("Login", { exact: true }).fill(login);
+  await register.getByLabel("E-mail", { exact: true }).fill(email);
+  await register.getByLabel("Password", { exact: true }).fill(login.toUpperCase());
+  await register.getByLabel("First name (optional)", { exact: true }).fill("Dana");
+  await register.getByLabel("Last name (optional)", { exact: true }).fill("Scully");
+  await expectLabelled(dana, "registration form");
+  await register.getByRole("button", { name: "Create account" }).click();
+  await register.getByRole("alert").filter({ hasText: "password: must not be your login name or e-mail address" }).waitFor();
+  await register.getByLabel("Password", { exact: true }).fill(password);
+  await shot(dana, "11-register");
+  await register.getByRole("button", { name: "Create account" }).click();
+  await dana.getByRole("heading", { name: "Check your e-mail" }).waitFor();
+  await dana.getByText(email, { exact: true }).waitFor();
+  await shot(dana, "12-check-email");
+  step("Dana registered with login, e-mail and password in the browser (after the server's weak_password message)");
+
+  // Before the address is confirmed the right password is not enough: the server says why.
+  await dana.getByRole("button", { name: "I confirmed it: sign in" }).click();
+  const early = dana.getByRole("form", { name: "Sign in with your password" });
+  const filled = await early.getByLabel("Login or e-mail", { exact: true }).inputValue();
+  check(filled === login, `the sign-in form has Dana's login: ${filled}`);
+  await early.getByLabel("Password", { exact: true }).fill(password);
+  await early.getByRole("button", { name: "Sign in", exact: true }).click();
+  await early.getByRole("alert").filter({ hasText: "confirm your e-mail address first" }).waitFor();
+  await dana.getByRole("button", { name: "Send a new confirmation link" }).waitFor();
+  await expectLabelled(dana, "unconfirmed sign-in");
+
+  const link = await ask("email_link", { email });
+  check(link.startsWith(`${url}/v1/auth/email/verify?token=`), `the mailed link opens this node: ${link}`);
+  await dana.goto(link);
+  await dana.getByRole("button", { name: "Confirm" }).click();
+  await dana.getByRole("status").filter({ hasText: "Your address is confirmed" }).waitFor();
+  step("Dana opened the mailed link and confirmed (after the server's email_not_verified message)");
+
+  await dana.goto(url);
+  await dana.getByRole("button", { name: "Sign in with a password" }).click();
+  const signIn = dana.getByRole("form", { name: "Sign in with your password" });
+  await signIn.getByLabel("Login or e-mail", { exact: true }).fill(email);
+  await signIn.getByLabel("Password", { exact: true }).fill(`${password}!`);
+  await signIn.getByRole("button", { name: "Sign in", exact: true }).click();
+  await signIn.getByRole("alert").filter({ hasText: "login or password is wrong" }).waitFor();
+  await expectLabelled(dana, "password sign-in form");
+  await shot(dana, "13-wrong-password");
+  step("a wrong password: the server's invalid_credentials message next to the form");
+
+  await signIn.getByLabel("Password", { exact: true }).fill(password);
+  await signIn.getByRole("button", { name: "Sign in", exact: true }).click();
+  // labels[0] is Alice's too; labels[3] nobody else's.
+  await welcome(dana, [0, 3], "14-interests-welcome");
+  step("Dana signed in with e-mail and password and was asked for her interests first");
+
+  const suggested = dana.getByRole("region", { name: "People like you" });
+  const alice = suggested.getByRole("listitem").filter({ hasText: aliceName });
+  await alice.waitFor();
+  const line = await alice.textContent();
+  check(line.includes(`1 shared interest: ${labels[0]}`), `Alice is suggested for ${labels[0]}: ${line}`);
+  check((await suggested.getByText(bobName).count()) === 0, "Bob, who shares none of Dana's interests, is not suggested");
+  await alice.getByRole("button", { name: `View profile of ${aliceName}` }).click();
+  const card = dana.getByRole("dialog", { name: aliceName });
+  await card.getByText("Alice Liddell", { exact: true }).waitFor();
+  const facts = await card.locator("dd").allTextContents();
+  check(facts[0] === "34" && facts[1] === "Female", `Alice's age and gender on her card: ${facts}`);
+  const interests = await card.getByRole("list", { name: `Interests of ${aliceName}` }).getByRole("listitem").allTextContents();
+  check(
+    interests.includes(`${labels[0]} (you share this)`) && interests.includes(labels[1]),
+    `Alice's interests, the shared one marked: ${interests}`,
+  );
+  await expectLabelled(dana, "profile card");
+  await shot(dana, "15-profile-card");
+  await dana.keyboard.press("Escape");
+  await card.waitFor({ state: "detached" });
+  step("Dana saw Alice suggested for a shared interest and opened her card: names, age, gender, interests");
+
+  await dana.getByRole("button", { name: "Profile", exact: true }).click();
+  const first = await dana.getByLabel("First name", { exact: true }).inputValue();
+  const last = await dana.getByLabel("Last name", { exact: true }).inputValue();
+  check(first === "Dana" && last === "Scully", `the names given at registration are in Dana's profile: ${first} ${last}`);
+  await context.close();
 }
 
 // -- a tip in ETH: Alice links a wallet, her fake MetaMask signs, ganache mines, both see it ------

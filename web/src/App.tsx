@@ -2,6 +2,8 @@ import { useEffect, useMemo, useState } from "react";
 import { Api, describe } from "./api";
 import { ChatClient } from "./chat";
 import { Home } from "./Home";
+import { InterestsWelcome } from "./Interests";
+import { loadMyProfile, wantsInterests } from "./profiles";
 import { SignIn } from "./SignIn";
 
 function webCryptoProblem(): string | null {
@@ -15,6 +17,8 @@ export function App() {
   const api = useMemo(() => new Api(), []);
   const [signedIn, setSignedIn] = useState(api.session !== null);
   const [client, setClient] = useState<ChatClient | null>(null);
+  // A first sign-in (no interests on the profile yet) is asked for interests before Home.
+  const [welcome, setWelcome] = useState(false);
   const [error, setError] = useState<string | null>(webCryptoProblem());
   const [reason, setReason] = useState<string | null>(null);
 
@@ -30,12 +34,18 @@ export function App() {
     const next = new ChatClient(api);
     let cancelled = false;
     setError(null);
-    next.start().then(
-      () => !cancelled && setClient(next),
-      (err) => {
+    next
+      .start()
+      .then(async () => {
+        // Not being able to read the profile only means not asking: Home works without it.
+        const ask = await loadMyProfile(api).then(wantsInterests, () => false);
+        if (cancelled) return;
+        setWelcome(ask);
+        setClient(next);
+      })
+      .catch((err) => {
         if (!cancelled) setError(`Could not start: ${describe(err)}`);
-      },
-    );
+      });
     return () => {
       cancelled = true;
       next.close();
@@ -79,6 +89,9 @@ export function App() {
         )}
       </main>
     );
+  }
+  if (welcome) {
+    return <InterestsWelcome api={api} userId={client.userId} onDone={() => setWelcome(false)} />;
   }
   return (
     <Home

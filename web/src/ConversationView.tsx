@@ -1,5 +1,6 @@
 import { type KeyboardEvent, useEffect, useLayoutEffect, useRef, useState } from "react";
 import type { AttachmentPart, ChatClient, Conversation, Message, View } from "./chat";
+import { MembersDialog } from "./ProfileDialog";
 import { TipButton, TipProgress } from "./TipDialog";
 import { shortHash } from "./tips";
 
@@ -7,9 +8,10 @@ interface Props {
   client: ChatClient;
   conversation: Conversation;
   onBack: () => void;
+  onProfile: (userId: string) => void;
 }
 
-export function ConversationView({ client, conversation, onBack }: Props) {
+export function ConversationView({ client, conversation, onBack, onProfile }: Props) {
   const state = client.state;
   const timeline = state.timelines.get(conversation.id);
   const outbox = state.outbox.get(conversation.id) ?? [];
@@ -19,6 +21,7 @@ export function ConversationView({ client, conversation, onBack }: Props) {
   const presence = partner ? state.presence.get(partner) : undefined;
   const typing = client.typingIn(conversation.id);
   const [lightbox, setLightbox] = useState<Extract<View, { type: "image" }> | null>(null);
+  const [members, setMembers] = useState(false);
 
   const listRef = useRef<HTMLOListElement>(null);
   const atBottom = useRef(true);
@@ -81,7 +84,18 @@ export function ConversationView({ client, conversation, onBack }: Props) {
           ‹
         </button>
         <div>
-          <h2>{title}</h2>
+          <h2>
+            {/* The title opens the other person's profile card, or a group's members. */}
+            <button
+              type="button"
+              className="title-button"
+              aria-haspopup="dialog"
+              title={partner ? "View profile" : "View members"}
+              onClick={() => (partner ? onProfile(partner) : setMembers(true))}
+            >
+              {title}
+            </button>
+          </h2>
           <p className="chat-status" aria-live="polite">
             {status}
           </p>
@@ -112,6 +126,17 @@ export function ConversationView({ client, conversation, onBack }: Props) {
       <TipProgress client={client} conversation={conversation} />
       <Composer client={client} conversation={conversation} />
       {lightbox && <Lightbox client={client} image={lightbox} onClose={() => setLightbox(null)} />}
+      {members && (
+        <MembersDialog
+          client={client}
+          conversation={conversation}
+          onClose={() => setMembers(false)}
+          onProfile={(userId) => {
+            setMembers(false);
+            onProfile(userId);
+          }}
+        />
+      )}
     </div>
   );
 }

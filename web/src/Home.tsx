@@ -1,8 +1,11 @@
-import { useState, useSyncExternalStore } from "react";
+import { useEffect, useState, useSyncExternalStore } from "react";
 import { describe } from "./api";
 import type { ChatClient, Conversation } from "./chat";
 import { ConversationView } from "./ConversationView";
 import { NewGroupPanel, PeoplePanel, ProfilePanel, RequestsPanel } from "./Panels";
+import { ProfileDialog } from "./ProfileDialog";
+import { loadMyProfile, type MyProfile } from "./profiles";
+import { Suggestions } from "./Suggestions";
 
 type Panel = "people" | "requests" | "profile" | "group" | null;
 
@@ -14,6 +17,13 @@ interface Props {
 export function Home({ client, onSignOut }: Props) {
   useSyncExternalStore(client.subscribe, client.getVersion);
   const [panel, setPanel] = useState<Panel>(null);
+  // Whose profile card is open; and this person's own profile (interests for suggestions).
+  const [profileOf, setProfileOf] = useState<string | null>(null);
+  const [mine, setMine] = useState<MyProfile | null>(null);
+
+  useEffect(() => {
+    loadMyProfile(client.api).then(setMine, (err) => client.fail(err));
+  }, [client]);
   const state = client.state;
   const active = state.active ? state.conversations.get(state.active) : undefined;
   const requests = state.incoming.length;
@@ -63,14 +73,25 @@ export function Home({ client, onSignOut }: Props) {
             </button>
           </div>
           <ConversationList client={client} onOpen={open} />
+          <Suggestions client={client} mine={mine} onProfile={setProfileOf} onEditProfile={() => setPanel("profile")} />
         </aside>
         <section className="detail">
-          {panel === "people" && <PeoplePanel client={client} onClose={() => setPanel(null)} onOpen={open} />}
-          {panel === "requests" && <RequestsPanel client={client} onClose={() => setPanel(null)} onOpen={open} />}
-          {panel === "profile" && <ProfilePanel client={client} onClose={() => setPanel(null)} />}
+          {panel === "people" && (
+            <PeoplePanel client={client} onClose={() => setPanel(null)} onOpen={open} onProfile={setProfileOf} />
+          )}
+          {panel === "requests" && (
+            <RequestsPanel client={client} onClose={() => setPanel(null)} onOpen={open} onProfile={setProfileOf} />
+          )}
+          {panel === "profile" && <ProfilePanel client={client} onClose={() => setPanel(null)} onSaved={setMine} />}
           {panel === "group" && <NewGroupPanel client={client} onClose={() => setPanel(null)} />}
           {panel === null && active && (
-            <ConversationView key={active.id} client={client} conversation={active} onBack={() => open(null)} />
+            <ConversationView
+              key={active.id}
+              client={client}
+              conversation={active}
+              onBack={() => open(null)}
+              onProfile={setProfileOf}
+            />
           )}
           {panel === null && !active && (
             <div className="empty">
@@ -79,6 +100,15 @@ export function Home({ client, onSignOut }: Props) {
           )}
         </section>
       </div>
+      {profileOf && (
+        <ProfileDialog
+          client={client}
+          userId={profileOf}
+          mine={mine?.interests ?? []}
+          onClose={() => setProfileOf(null)}
+          onOpen={open}
+        />
+      )}
     </div>
   );
 }

@@ -1,6 +1,19 @@
 import { type FormEvent, type ReactNode, useEffect, useState, useSyncExternalStore } from "react";
 import { describe } from "./api";
 import { type Card, type ChatClient, cardName } from "./chat";
+import { InterestPicker, useInterests } from "./Interests";
+import { ProfileButton } from "./ProfileDialog";
+import {
+  GENDERS,
+  interestLabel,
+  loadMyProfile,
+  MAX_AGE,
+  MAX_INTERESTS,
+  MIN_AGE,
+  type MyProfile,
+  type ProfileChange,
+  saveProfile,
+} from "./profiles";
 
 function Panel({ title, onClose, children }: { title: string; onClose: () => void; children: ReactNode }) {
   return (
@@ -16,55 +29,18 @@ function Panel({ title, onClose, children }: { title: string; onClose: () => voi
   );
 }
 
-function useInterests(client: ChatClient): { slug: string; label: string }[] {
-  const [interests, setInterests] = useState<{ slug: string; label: string }[]>([]);
-  useEffect(() => {
-    client.api.call("GET", "/v1/interests").then(
-      (a) => setInterests(a.interests),
-      (err) => client.fail(err),
-    );
-  }, [client]);
-  return interests;
-}
-
-function InterestPicker({
-  legend,
-  interests,
-  chosen,
-  onChange,
-}: {
-  legend: string;
-  interests: { slug: string; label: string }[];
-  chosen: string[];
-  onChange: (next: string[]) => void;
-}) {
-  return (
-    <fieldset className="interests">
-      <legend>{legend}</legend>
-      {interests.map((i) => (
-        <label key={i.slug} className="chip">
-          <input
-            type="checkbox"
-            checked={chosen.includes(i.slug)}
-            onChange={(e) => onChange(e.target.checked ? [...chosen, i.slug] : chosen.filter((s) => s !== i.slug))}
-          />
-          {i.label}
-        </label>
-      ))}
-    </fieldset>
-  );
-}
-
 export function PeoplePanel({
   client,
   onClose,
   onOpen,
+  onProfile,
 }: {
   client: ChatClient;
   onClose: () => void;
   onOpen: (id: string) => void;
+  onProfile: (userId: string) => void;
 }) {
-  const interests = useInterests(client);
+  const interests = useInterests(client.api, (err) => client.fail(err));
   const [q, setQ] = useState("");
   const [chosen, setChosen] = useState<string[]>([]);
   const [people, setPeople] = useState<Card[] | null>(null);
@@ -111,9 +87,10 @@ export function PeoplePanel({
                       {" "}
                       {p.shared_interests ? `${p.shared_interests} shared interest${p.shared_interests > 1 ? "s" : ""}` : ""}
                     </span>
-                    <p className="muted small">{p.interests.join(", ")}</p>
+                    <p className="muted small">{p.interests.map((slug) => interestLabel(interests, slug)).join(", ")}</p>
                   </div>
                   <div className="actions">
+                    <ProfileButton name={cardName(p)} onClick={() => onProfile(p.user_id)} />
                     <button
                       type="button"
                       onClick={() => client.openDirect(p.user_id).then(onOpen, (err) => client.fail(err))}
@@ -153,10 +130,12 @@ export function RequestsPanel({
   client,
   onClose,
   onOpen,
+  onProfile,
 }: {
   client: ChatClient;
   onClose: () => void;
   onOpen: (id: string) => void;
+  onProfile: (userId: string) => void;
 }) {
   useSyncExternalStore(client.subscribe, client.getVersion);
   const { incoming, outgoing } = client.state;
@@ -180,6 +159,7 @@ export function RequestsPanel({
               <button type="button" onClick={() => client.answerRequest(r.id, false).catch((err) => client.fail(err))}>
                 Decline
               </button>
+              <ProfileButton name={cardName(r.sender)} onClick={() => onProfile(r.sender.user_id)} />
             </div>
           </li>
         ))}
@@ -202,15 +182,57 @@ export function RequestsPanel({
   );
 }
 
-export function ProfilePanel({ client, onClose }: { client: ChatClient; onClose: () => void }) {
-  const interests = useInterests(client);
-  const [profile, setProfile] = useState<{ nickname: string; interests: string[]; visibility: string } | null>(null);
+/** The own-profile form: what it holds of a profile (age as typed, "" for not shown). */
+interface ProfileForm {
+  nickname: string;
+  first_name: string;
+  last_name: string;
+  gender: string;
+  age: string;
+  interests: string[];
+  visibility: string;
+}
+
+function formOf(p: MyProfile): ProfileForm {
+  return {
+    nickname: p.nickname,
+    first_name: p.first_name,
+    last_name: p.last_name,
+    gender: p.gender,
+    age: p.age === null ? "" : String(p.age),
+    interests: p.interests,
+    visibility: p.visibility,
+  };
+}
+
+function changeOf(form: ProfileForm): ProfileChange {
+  const { age, ...rest } = form;
+  const trimmed = {
+    ...rest,
+    nickname: form.nickname.trim(),
+    first_name: form.first_name.trim(),
+    last_name: form.last_name.trim(),
+  };
+  return age.trim() ? { ...trimmed, age: Number(age) } : { ...trimmed, clear_age: true };
+}
+
+export function ProfilePanel({
+  client,
+  onClose,
+  onSaved,
+}: {
+  client: ChatClient;
+  onClose: () => void;
+  onSaved: (profile: MyProfile) => void;
+}) {
+  const interests = useInterests(client.api, (err) => client.fail(err));
+  const [profile, setProfile] = useState<ProfileForm | null>(null);
   const [status, setStatus] = useState<string>("");
   const [error, setError] = useState<string | null>(null);
 
   useEffect(() => {
-    client.api.call("GET", "/v1/me/profile").then(
-      (p) => setProfile({ nickname: p.nickname, interests: p.interests, visibility: p.visibility }),
+    loadMyProfile(client.api).then(
+      (p) => setProfile(formOf(p)),
       (err) => setError(describe(err)),
     );
   }, [client]);
@@ -221,14 +243,10 @@ export function ProfilePanel({ client, onClose }: { client: ChatClient; onClose:
     setError(null);
     setStatus("Saving…");
     try {
-      const saved = await client.api.call("PATCH", "/v1/me/profile", { json: profile });
+      // Resolves once search shows the change.
+      const saved = await saveProfile(client.api, changeOf(profile));
       if (client.state.me) client.state.me.nickname = saved.nickname;
-      // Search shows the change once the indexer has applied it.
-      for (let delay = 50; ; delay = Math.min(delay * 2, 500)) {
-        const event = await client.api.call("GET", `/v1/events/${saved.event_id}`);
-        if (event.indexed) break;
-        await new Promise((r) => setTimeout(r, delay));
-      }
+      onSaved(saved);
       setStatus("Saved");
     } catch (err) {
       setStatus("");
@@ -243,22 +261,66 @@ export function ProfilePanel({ client, onClose }: { client: ChatClient; onClose:
       </Panel>
     );
   }
+  const text = (name: "nickname" | "first_name" | "last_name") => ({
+    value: profile[name],
+    onChange: (e: { target: { value: string } }) => setProfile({ ...profile, [name]: e.target.value }),
+  });
   return (
     <Panel title="Profile" onClose={onClose}>
       <form onSubmit={save} className="stack">
         <p className="muted small">Your public code: {client.state.me?.code}</p>
         <label htmlFor="profile-nickname">Nickname</label>
-        <input
-          id="profile-nickname"
-          maxLength={100}
-          value={profile.nickname}
-          onChange={(e) => setProfile({ ...profile, nickname: e.target.value })}
-        />
+        <input id="profile-nickname" autoComplete="nickname" maxLength={64} {...text("nickname")} />
+        <div className="pair">
+          <div className="stack">
+            <label htmlFor="profile-first">First name</label>
+            <input id="profile-first" autoComplete="given-name" maxLength={100} {...text("first_name")} />
+          </div>
+          <div className="stack">
+            <label htmlFor="profile-last">Last name</label>
+            <input id="profile-last" autoComplete="family-name" maxLength={100} {...text("last_name")} />
+          </div>
+        </div>
+        <div className="pair">
+          <div className="stack">
+            <label htmlFor="profile-gender">Gender</label>
+            <select
+              id="profile-gender"
+              value={profile.gender}
+              onChange={(e) => setProfile({ ...profile, gender: e.target.value })}
+            >
+              {GENDERS.map(([value, label]) => (
+                <option key={value} value={value}>
+                  {label}
+                </option>
+              ))}
+            </select>
+          </div>
+          <div className="stack">
+            <label htmlFor="profile-age">Age</label>
+            <input
+              id="profile-age"
+              type="number"
+              inputMode="numeric"
+              min={MIN_AGE}
+              max={MAX_AGE}
+              step={1}
+              placeholder="Not shown"
+              aria-describedby="profile-age-hint"
+              value={profile.age}
+              onChange={(e) => setProfile({ ...profile, age: e.target.value })}
+            />
+          </div>
+        </div>
+        <p id="profile-age-hint" className="muted small">
+          Names, age, gender and interests are on your profile card for everyone signed in. Leave age empty
+          to not show it.
+        </p>
         <InterestPicker
           legend="Your interests"
           interests={interests}
           chosen={profile.interests}
-          onChange={(next) => setProfile({ ...profile, interests: next.slice(0, 20) })}
+          onChange={(next) => setProfile({ ...profile, interests: next.slice(0, MAX_INTERESTS) })}
         />
         <label htmlFor="profile-visibility">Who can find you</label>
         <select

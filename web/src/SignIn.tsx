@@ -1,5 +1,6 @@
 import { type FormEvent, useState } from "react";
 import { Api, describe } from "./api";
+import { EmailSignIn } from "./EmailSignIn";
 import { signInWithEthereum, walletAvailable } from "./wallet";
 
 interface Props {
@@ -15,6 +16,7 @@ export function SignIn({ api, notice, onSignedIn }: Props) {
   const [nickname, setNickname] = useState("");
   const [code, setCode] = useState("");
   const [started, setStarted] = useState<{ request_id: string; phone: string } | null>(null);
+  const [email, setEmail] = useState<"password" | "register" | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -28,6 +30,11 @@ export function SignIn({ api, notice, onSignedIn }: Props) {
     } finally {
       setBusy(false);
     }
+  }
+
+  function showEmail(mode: "password" | "register" | null) {
+    setError(null);
+    setEmail(mode);
   }
 
   function sendCode(event: FormEvent) {
@@ -72,7 +79,15 @@ export function SignIn({ api, notice, onSignedIn }: Props) {
           {notice}
         </p>
       )}
-      {started === null ? (
+      {email !== null ? (
+        <EmailSignIn
+          api={api}
+          start={email}
+          deviceName={DEVICE_NAME}
+          onBack={() => showEmail(null)}
+          onSignedIn={onSignedIn}
+        />
+      ) : started === null ? (
         <form onSubmit={sendCode} aria-label="Sign in with your phone">
           <label htmlFor="phone">Phone number</label>
           <input
@@ -89,7 +104,7 @@ export function SignIn({ api, notice, onSignedIn }: Props) {
           <input
             id="nickname"
             autoComplete="nickname"
-            maxLength={100}
+            maxLength={64}
             value={nickname}
             onChange={(e) => setNickname(e.target.value)}
           />
@@ -127,12 +142,25 @@ export function SignIn({ api, notice, onSignedIn }: Props) {
           </button>
         </form>
       )}
-      {walletAvailable() && started === null && (
+      {walletAvailable() && started === null && email === null && (
         <section aria-labelledby="wallet-heading" className="wallet">
           <h2 id="wallet-heading">Or use your wallet</h2>
           <button type="button" onClick={wallet} disabled={busy}>
             Sign in with Ethereum
           </button>
+        </section>
+      )}
+      {started === null && email === null && (
+        <section aria-labelledby="email-heading" className="wallet">
+          <h2 id="email-heading">Or use e-mail and a password</h2>
+          <div className="row">
+            <button type="button" onClick={() => showEmail("password")}>
+              Sign in with a password
+            </button>
+            <button type="button" onClick={() => showEmail("register")}>
+              Create an account
+            </button>
+          </div>
         </section>
       )}
       {busy && <p role="status">Working…</p>}

@@ -87,13 +87,17 @@ export interface ChatRequest {
   conversation_id: string | null;
 }
 
+/** A profile card (GET /v1/users/{id}/profile, search results, chat requests). */
 export interface Card {
   user_id: string;
   code: string;
   nickname: string;
   first_name: string;
   last_name: string;
+  age: number | null;
+  gender: string;
   interests: string[];
+  avatar_media_id: string | null;
   shared_interests?: number | null;
 }
 
