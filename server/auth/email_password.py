@@ -290,8 +290,7 @@ class EmailPasswordService:
         # Only the password's owner gets past this point, so saying more is safe.
         if not await Identity.filter(user_id=user.id, verified_at__not_isnull=True).exists():
             raise PermissionDeniedError(
-                "confirm your e-mail address first: follow the link we sent, or ask for"
-                " a new one (POST /v1/auth/email/verify/resend)",
+                "confirm your e-mail address first: follow the link we sent, or ask for a new one",
                 code="email_not_verified",
             )
         if self._passwords.hasher.needs_rehash(user.password_hash):

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from config.errors import InvalidRequestError, NotFoundError
@@ -28,7 +29,7 @@ from server.users.schemas import (
     StatusRequest,
 )
 from storage import outbox
-from storage.models import Block, Profile, StatusChange, User
+from storage.models import Block, Member, Profile, StatusChange, User, UserContact
 
 MAX_STATUS_LIFETIME = timedelta(days=7)
 
@@ -107,11 +108,38 @@ class ProfileService:
         )
 
     async def card(self, viewer_id: str, user_id: str) -> ProfileCard:
-        """Another user's card; a user who blocked the viewer is not found."""
+        """Another user's card; a user who blocked the viewer is not found.
+
+        The whole card goes to people the owner's ``visibility`` lets find them
+        (everyone; for ``contacts``, people whose number is in the owner's
+        address book) and to anyone who shares a conversation with them. Anyone
+        else sees only the handle, nickname and avatar (``limited``): an id
+        learnt somewhere must not open a profile its owner keeps out of search.
+        """
         if await Block.exists(blocker_id=user_id, blocked_id=viewer_id):
             raise ProfileNotFoundError("no such user")
         user, profile = await self._load(user_id)
-        return _card(user, profile)
+        card = _card(user, profile)
+        visibility = profile.visibility if profile else "everyone"
+        if viewer_id == user_id or visibility == "everyone":
+            return card
+        if visibility == "contacts" and await UserContact.exists(
+            owner_id=user_id, contact_id=viewer_id
+        ):
+            return card
+        theirs = Member.filter(user_id=user_id).values_list("conversation_id", flat=True)
+        if await Member.exists(user_id=viewer_id, conversation_id__in=Subquery(theirs)):
+            return card
+        return card.model_copy(
+            update={
+                "first_name": "",
+                "last_name": "",
+                "age": None,
+                "gender": "",
+                "interests": [],
+                "limited": True,
+            }
+        )
 
     async def update(self, user_id: str, change: ProfileUpdate) -> ProfileUpdated:
         if change.interests is not None:

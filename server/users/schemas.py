@@ -63,6 +63,11 @@ class ProfileCard(BaseModel):
     shared_interests: int | None = Field(
         default=None, description="In people search: interests shared with you"
     )
+    limited: bool = Field(
+        default=False,
+        description="Only the handle, nickname and avatar: the owner's visibility keeps "
+        "the rest from people who neither find them in search nor share a conversation",
+    )
 
 
 class ProfileOut(ProfileCard):

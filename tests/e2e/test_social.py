@@ -662,8 +662,9 @@ async def test_profile_edits_are_validated_and_cards_hide_from_blockers(
     assert cleared["age"] is None and cleared["interests"] == ["books", "science"]
     assert cleared["event_id"] > changed["event_id"]
 
+    await me.update_profile(visibility="everyone")
     card = await other.profile_card(uid(me))
-    assert card["user_id"] == uid(me)
+    assert card["user_id"] == uid(me) and card["limited"] is False
     assert (card["first_name"], card["last_name"], card["gender"]) == ("Ada", "Lovelace", "female")
     assert card["interests"] == ["books", "science"] and card["age"] is None
     assert "visibility" not in card and "status" not in card
@@ -681,6 +682,47 @@ async def test_profile_edits_are_validated_and_cards_hide_from_blockers(
     assert error_of(response) == (422, "invalid_request")
     await refused(me.block(uid(me)), 422)
     await refused(me.block("00000000-0000-4000-8000-000000000000"), 404)
+
+
+async def test_cards_follow_visibility_unless_a_conversation_is_shared(
+    sqlite_node: ServerProcess, crowd: Crowd
+) -> None:
+    """A `contacts` or `nobody` profile shows its owner's names, age, gender and interests only
+    to people who may find it in search or share a conversation; others get a limited card."""
+    owner, stranger, friend, member = await crowd.join(
+        sqlite_node, "owner", "stranger", "friend", "member", connect=False
+    )
+    await owner.update_profile(
+        first_name="Grace", last_name="Hopper", age=40, gender="female", interests=["science"]
+    )
+    full = {"first_name": "Grace", "last_name": "Hopper", "age": 40, "gender": "female"}
+    limited = {"first_name": "", "last_name": "", "age": None, "gender": ""}
+
+    def details(card: dict[str, Any]) -> dict[str, Any]:
+        return {k: card[k] for k in full}
+
+    assert details(await stranger.profile_card(uid(owner))) == full  # everyone
+
+    await owner.update_profile(visibility="contacts")
+    await settled(owner)
+    matched = await owner.upload_contacts([crowd.phone(friend)])
+    assert [m["contact"]["user_id"] for m in matched["matches"]] == [uid(friend)]
+    hidden = await stranger.profile_card(uid(owner))
+    assert details(hidden) == limited and hidden["interests"] == [] and hidden["limited"] is True
+    assert (hidden["nickname"], hidden["code"]) == ("owner", (await owner.profile())["code"])
+    assert details(await friend.profile_card(uid(owner))) == full, "in the owner's book"
+    assert details(await owner.profile_card(uid(owner))) == full, "one's own card"
+
+    await owner.update_profile(visibility="nobody")
+    assert details(await friend.profile_card(uid(owner))) == limited
+    await owner.open_direct(uid(member), mode="plaintext")
+    shown = await member.profile_card(uid(owner))
+    assert details(shown) == full and shown["interests"] == ["science"], "a shared conversation"
+    assert shown["limited"] is False
+    # The other way round too: the rule is the owner's visibility, not the viewer's.
+    assert details(await owner.profile_card(uid(stranger))) == details(
+        await friend.profile_card(uid(stranger))
+    )
 
 
 # -- people search --------------------------------------------------------------------------
