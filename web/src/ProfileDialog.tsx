@@ -125,6 +125,11 @@ export function ProfileDialog({
                   <p className="muted small">Public code {card.code}</p>
                 </div>
               </div>
+              {card.limited && (
+                <p className="muted" role="note">
+                  {name} shares their profile only with people they know or chat with.
+                </p>
+              )}
               <dl className="facts">
                 <dt>Age</dt>
                 <dd>{card.age ?? "Not shown"}</dd>

@@ -99,6 +99,8 @@ export interface Card {
   interests: string[];
   avatar_media_id: string | null;
   shared_interests?: number | null;
+  /** Only code, nickname and avatar: the owner shares the rest with fewer people. */
+  limited?: boolean;
 }
 
 export interface State {
