@@ -102,7 +102,8 @@ class SearchService:
             interests = me.interests
         if not query and not interests:
             raise InvalidRequestError(
-                "give `q` (a name) or `interests`, or list interests on your profile"
+                "give `q` (a name) or `interests`, or list interests on your profile",
+                code="no_search_terms",
             )
         hits = await self._index.search_people(
             query=query,

@@ -896,8 +896,10 @@ async def test_people_search_pages_and_refuses_bad_input(
     last = await searcher.search_people(surname, limit=100, offset=1000)
     assert (last["people"], last["next_offset"]) == ([], None)
 
+    # Neither a name nor interests, and none on the searcher's profile to match.
+    response = await raw(searcher, "GET", "/v1/users/search", params={})
+    assert error_of(response) == (422, "no_search_terms"), response.text
     bad: list[dict[str, Any]] = [
-        {},
         {"q": "   "},
         {"q": "x" * 201},
         {"q": surname, "limit": 0},
