@@ -1,4 +1,5 @@
-"""The SDK's account methods beyond phone: e-mail, wallets, identities, sessions, devices.
+"""The SDK's account methods beyond phone: e-mail, wallets, OpenID Connect, identities,
+sessions, devices.
 
 Mixed into :class:`client.ParleyClient`; every method is one HTTP call (or a
 challenge-sign-verify round trip) and raises ``ParleyApiError`` on an error answer.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -48,6 +50,7 @@ class AccountMethods:
 
         def _store_tokens(self, tokens: dict[str, Any]) -> None: ...
 
+        base_url: str
         device_name: str
         user_id: str | None
         access_token: str | None
@@ -156,6 +159,50 @@ class AccountMethods:
             "POST",
             "/v1/me/identities/wallet",
             json={"message": challenge["message"], "signature": sign(challenge["message"])},
+        )
+        return result
+
+    # -- OpenID Connect -----------------------------------------------------------
+
+    async def oidc_providers(self) -> list[dict[str, Any]]:
+        """The providers this server signs in with: ``[{slug, display_name}]``."""
+        result = await self.request("GET", "/v1/auth/oidc/providers", auth=False)
+        return list(result["providers"])
+
+    def oidc_sign_in_url(self, provider: str, return_to: str) -> str:
+        """The URL to open in the person's browser to sign in with ``provider``.
+
+        The browser comes back to ``return_to`` with ``#parley_code=...`` (pass it
+        to :meth:`exchange_oidc_code`) or ``#parley_error=<code>``. It is opened
+        in the browser, not fetched here: the sign-in is bound to that browser.
+        """
+        query = urlencode({"return_to": return_to})
+        return f"{self.base_url}/v1/auth/oidc/{quote(provider, safe='')}/start?{query}"
+
+    async def exchange_oidc_code(self, code: str) -> dict[str, Any]:
+        """Spend the ``parley_code`` of the return URL: a session (the account on first use)."""
+        tokens: dict[str, Any] = await self.request(
+            "POST",
+            "/v1/auth/oidc/exchange",
+            json={"code": code, "device_name": self.device_name},
+            auth=False,
+        )
+        self._store_tokens(tokens)
+        return tokens
+
+    async def start_oidc_link(self, provider: str, return_to: str) -> str:
+        """The provider URL that links an identity there to the signed-in account."""
+        result = await self.request(
+            "POST",
+            f"/v1/me/identities/oidc/{quote(provider, safe='')}/start",
+            json={"return_to": return_to},
+        )
+        return str(result["authorization_url"])
+
+    async def finish_oidc_link(self, code: str) -> dict[str, Any]:
+        """Spend the ``parley_code`` a link came back with: the linked identity."""
+        result: dict[str, Any] = await self.request(
+            "POST", "/v1/me/identities/oidc/finish", json={"code": code}
         )
         return result
 

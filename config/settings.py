@@ -9,12 +9,26 @@ Parley reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from config.errors import ConfigurationError
 
@@ -130,6 +144,122 @@ class RedisSettings(_Section):
         return value
 
 
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address: where plain http is acceptable (tests, dev)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# OpenID Connect Discovery 1.0, section 3: https, no query or fragment.
+ISSUER_MAX_CHARS = 160
+
+
+class OidcProviderSettings(_Section):
+    """One OpenID Connect provider people may sign in with (an app registered there)."""
+
+    # The name in Parley's URLs (/v1/auth/oidc/<slug>/...).
+    slug: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+    # Exactly as the provider writes it in its discovery document and ID tokens.
+    issuer: str
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    # Unset: a public client (PKCE only, no client authentication).
+    client_secret: SecretStr | None = None
+    scopes: str = "openid email profile"
+    # The sign-in button's label (default: the slug).
+    display_name: Annotated[str, StringConstraints(max_length=64)] = ""
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_url(cls, value: str) -> str:
+        if not 8 <= len(value) <= ISSUER_MAX_CHARS or not value.isascii():
+            raise ValueError(f"an ASCII URL of at most {ISSUER_MAX_CHARS} characters")
+        parts = urlsplit(value)
+        if parts.query or parts.fragment or parts.username or parts.password or not parts.hostname:
+            raise ValueError("a URL with a host and no query, fragment or credentials")
+        if parts.scheme != "https" and not (
+            parts.scheme == "http" and is_loopback_host(parts.hostname)
+        ):
+            raise ValueError("must be https:// (plain http only on a loopback host)")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: str) -> str:
+        scopes = value.split()
+        # RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        if not all(t.isascii() and t.isprintable() and not {'"', "\\"} & set(t) for t in scopes):
+            raise ValueError("space-separated RFC 6749 scope tokens")
+        if "openid" not in scopes or len(value) > 512:
+            raise ValueError('must include "openid" (at most 512 characters)')
+        return " ".join(scopes)
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.slug
+
+
+# Schemes a browser would run or read locally instead of navigating to an app.
+_UNSAFE_RETURN_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "blob", "about"})
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+RETURN_URL_MAX_CHARS = 2048
+
+
+@dataclass(frozen=True)
+class ReturnUrlParts:
+    """A return URL cut into what the allow-list compares."""
+
+    scheme: str
+    host: str  # lower case; "" for a native app's custom scheme without one
+    port: int | None
+    path: str  # no trailing slash; "" for the root
+    query: str
+
+
+def split_return_url(url: str) -> ReturnUrlParts:
+    """Parse a return URL (or an allow-list entry) strictly; ``ValueError`` says why not.
+
+    Refused: anything but printable ASCII, backslashes (browsers read them as
+    slashes), credentials, fragments, dot segments (even percent-encoded), and
+    schemes a browser runs or reads locally.
+    """
+    if not url or len(url) > RETURN_URL_MAX_CHARS or not url.isascii() or not url.isprintable():
+        raise ValueError(f"printable ASCII, at most {RETURN_URL_MAX_CHARS} characters")
+    if " " in url or "\\" in url or "#" in url:
+        raise ValueError("no spaces, backslashes or fragment")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if not _SCHEME.match(scheme) or scheme in _UNSAFE_RETURN_SCHEMES:
+        raise ValueError("an absolute URL with an http(s) or app scheme")
+    if "@" in parts.netloc:
+        raise ValueError("no credentials in the URL")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port is not a number") from None
+    host = (parts.hostname or "").lower()
+    if scheme in ("http", "https"):
+        if not host:
+            raise ValueError("an http(s) URL needs a host")
+        port = port or (443 if scheme == "https" else 80)
+    decoded = unquote(parts.path)
+    if any(segment in (".", "..") for segment in decoded.split("/")) or "\\" in decoded:
+        raise ValueError("no dot segments in the path")
+    return ReturnUrlParts(scheme, host, port, parts.path.rstrip("/"), parts.query)
+
+
+_OIDC_PROVIDERS = TypeAdapter(tuple[OidcProviderSettings, ...])
+
+
+def _oidc_problem(err: Any) -> str:
+    """``[1].issuer: must be https...`` for one error of the provider list."""
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+    return f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
+
+
 class AuthSettings(_Section):
     # Directory of generated keys (JWT signing key, server secret), mode 0700/0600.
     keys_dir: Path = Path("var/keys")
@@ -185,6 +315,53 @@ class AuthSettings(_Section):
     substrate_ss58_prefixes: str = ""
     # Seconds between clean-up runs (expired challenges, links, sessions, accounts).
     cleanup_interval: Annotated[float, Field(gt=0, le=86400)] = 600
+    # OpenID Connect providers, as a JSON list of {slug, issuer, client_id,
+    # client_secret?, scopes?, display_name?} ("" or [] = none).
+    oidc_providers: Annotated[tuple[OidcProviderSettings, ...], NoDecode] = ()
+    # Where a sign-in may return to (comma-separated URL prefixes: an origin,
+    # or an origin and path; custom schemes for native apps). "" = the
+    # server's own PARLEY_SERVER_PUBLIC_URL origin.
+    oidc_return_urls: str = ""
+    # Seconds one call to a provider may take in all (connect, wait, read).
+    oidc_timeout: Annotated[float, Field(gt=0, le=60)] = 10
+    # Seconds a provider's discovery document and keys are kept.
+    oidc_metadata_ttl: Annotated[int, Field(ge=60, le=7 * 86400)] = 3600
+    # Sign-ins (and links) one client address may start per hour.
+    oidc_starts_per_ip_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 300
+
+    @field_validator("oidc_return_urls")
+    @classmethod
+    def _oidc_return_urls(cls, value: str) -> str:
+        for entry in split_list(value):
+            try:
+                parts = split_return_url(entry)
+            except ValueError as exc:
+                raise ValueError(f"{entry[:80]!r}: {exc}") from None
+            if parts.query:
+                raise ValueError(f"{entry[:80]!r}: a prefix has no query")
+            if parts.scheme == "http" and not is_loopback_host(parts.host):
+                raise ValueError(f"{entry[:80]!r}: must be https:// (http only on loopback)")
+        return value
+
+    @field_validator("oidc_providers", mode="before")
+    @classmethod
+    def _oidc_providers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return ()
+            try:
+                value = orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"not JSON ({exc})") from None
+        try:
+            providers = _OIDC_PROVIDERS.validate_python(value)
+        except ValidationError as exc:
+            # One message naming the entry and field, under this one variable.
+            raise ValueError("; ".join(_oidc_problem(err) for err in exc.errors()[:5])) from None
+        slugs = [p.slug for p in providers]
+        if len(slugs) != len(set(slugs)):
+            raise ValueError("two providers have the same slug")
+        return providers
 
 
 class SmsSettings(_Section):

@@ -51,10 +51,11 @@ class Identity(Model):
         "parley.User", related_name="identities", on_delete=fields.CASCADE
     )
     user_id: uuid.UUID
-    # phone | email | ethereum | substrate
+    # phone | email | ethereum | substrate | oidc
     kind = fields.CharField(max_length=16)
     # Normalized, the uniqueness key: E.164 for phones, lower case for e-mail
-    # and Ethereum addresses, the hex public key for Substrate accounts.
+    # and Ethereum addresses, the hex public key for Substrate accounts,
+    # ``issuer|sub`` for OpenID Connect.
     value = fields.CharField(max_length=IDENTITY_VALUE_LENGTH)
     # As the person knows it: EIP-55 address, SS58 address, e-mail as typed.
     display = fields.CharField(max_length=255, default="")

@@ -7,6 +7,7 @@ from uuid import UUID
 from fastapi import APIRouter, Response
 
 from config.errors import NotFoundError
+from server.auth.oidc_routes import link_router as oidc_link_router
 from server.auth.schemas import (
     ChangeEmailRequest,
     EmailSentResponse,
@@ -137,3 +138,6 @@ async def revoke_session(
     if not await services.sessions.revoke_own(principal.user_id, str(session_id), reason="revoked"):
         raise NotFoundError("no such active session on your account", code="session_not_found")
     return Response(status_code=204)
+
+
+router.include_router(oidc_link_router)

@@ -1,4 +1,4 @@
-"""HTTP doors of sign-in: phone, e-mail + password, wallets, token refresh, logout."""
+"""HTTP doors of sign-in: phone, e-mail + password, wallets, OpenID Connect, tokens, logout."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Response
 from starlette.responses import HTMLResponse
 
+from server.auth.oidc_routes import router as oidc_router
 from server.auth.pages import reset_password_page, verify_email_page
 from server.auth.schemas import (
     EmailLoginRequest,
@@ -203,3 +204,8 @@ async def logout(principal: PrincipalDep, services: ServicesDep) -> Response:
     """End this session: its tokens stop working and its sockets close, on every node."""
     await services.sessions.revoke(principal.session_id, reason="logout")
     return Response(status_code=204)
+
+
+# -- OpenID Connect (seed 000's "social") ----------------------------------------------
+
+router.include_router(oidc_router)

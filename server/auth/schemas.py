@@ -161,7 +161,7 @@ class PhoneLinkVerifyRequest(_Strict):
 
 class IdentityOut(BaseModel):
     id: str
-    kind: str = Field(description="phone | email | ethereum | substrate")
+    kind: str = Field(description="phone | email | ethereum | substrate | oidc")
     display: str
     verified: bool
     created_at: datetime
