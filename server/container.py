@@ -22,6 +22,7 @@ from server.auth.email import EmailSender, build_email_sender
 from server.auth.email_password import EmailPasswordService, PasswordPool
 from server.auth.identities import IdentityService
 from server.auth.keyring import KeyRing
+from server.auth.oidc import OidcService
 from server.auth.phone import PhoneAuthService
 from server.auth.sessions import SessionService
 from server.auth.sms import SmsSender, build_sms_sender
@@ -62,6 +63,7 @@ class Services:
     sessions: SessionService
     phone_auth: PhoneAuthService
     email_auth: EmailPasswordService
+    oidc: OidcService
     wallets: WalletProofService
     identities: IdentityService
     messages: MessageService
@@ -193,6 +195,7 @@ def build_services(settings: Settings) -> Services:
     tips = TipService(eth, rpc, users, kv, hub, messages, tip_metrics)
     tip_tracker = TipTracker(eth, tips, kv)
     tips.on_submitted = tip_tracker.wake
+    identities = IdentityService(users, sessions, wallets, phone_auth)
     return Services(
         settings=settings,
         registry=registry,
@@ -207,8 +210,9 @@ def build_services(settings: Settings) -> Services:
         sessions=sessions,
         phone_auth=phone_auth,
         email_auth=EmailPasswordService(auth, public_url, kv, mailer, passwords, sessions),
+        oidc=OidcService(auth, public_url, kv, keys.server_secret, users, sessions, identities),
         wallets=wallets,
-        identities=IdentityService(users, sessions, wallets, phone_auth),
+        identities=identities,
         messages=messages,
         conversations=conversations,
         devices=DeviceService(keys.ca_private_key, hub, member_devices),

@@ -34,22 +34,8 @@ ProviderSlug = Annotated[
 _COOKIE_PATH = "/v1/auth/oidc/"
 
 
-async def get_oidc(request: Request, services: ServicesDep) -> OidcService:
-    """The process's OIDC service, built from its services on first use."""
-    oidc: OidcService | None = getattr(request.app.state, "oidc", None)
-    if oidc is None:
-        settings = services.settings
-        oidc = OidcService(
-            settings.auth,
-            settings.server.public_url,
-            services.kv,
-            services.keys.server_secret,
-            services.users,
-            services.sessions,
-            services.identities,
-        )
-        request.app.state.oidc = oidc
-    return oidc
+async def get_oidc(services: ServicesDep) -> OidcService:
+    return services.oidc
 
 
 OidcDep = Annotated[OidcService, Depends(get_oidc)]
