@@ -36,6 +36,7 @@ from server.media.routes import router as media_router
 from server.middleware import RequestContextMiddleware
 from server.openapi import install_openapi
 from server.ops.routes import router as ops_router
+from server.search.pruning import run_pruning_loop
 from server.search.routes import router as search_router
 from server.tips.routes import router as tips_router
 from server.users.profile_routes import router as profile_router
@@ -77,6 +78,7 @@ def _lifespan(services: Services) -> Any:
             tasks.start(_reload_keys(services), "parley-key-reload")
             stack.push_async_callback(services.search_index.close)
             tasks.start(services.indexer.run(), "parley-indexer")
+            tasks.start(run_pruning_loop(settings.search, services.indexer), "parley-prune-events")
             stack.push_async_callback(services.tips.close)
             tasks.start(services.tip_tracker.run(), "parley-tips")
             stack.enter_context(drain_on_sigterm(services))

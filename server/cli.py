@@ -1,10 +1,12 @@
-"""The ``parley`` command: serve, migrate."""
+"""The ``parley`` command: serve, migrate, reindex, prune-events, keys."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
+from datetime import timedelta
 
 from config.errors import ConfigurationError
 from config.logging import configure_logging
@@ -85,6 +87,41 @@ def _reindex(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# PARLEY_SEARCH_EVENT_RETENTION's floor: a reindex (minutes) must never see
+# events written while it ran pruned before it sets the position.
+MIN_EVENT_AGE = timedelta(hours=1)
+
+
+def duration(value: str) -> timedelta:
+    """``"7d"``, ``"12h"``, ``"90m"``, ``"3600s"`` or ``"3600"`` (seconds)."""
+    match = re.fullmatch(r"(\d{1,9})([smhd]?)", value.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {value!r} (say 7d, 12h, 90m or 3600)")
+    amount = timedelta(seconds=int(match[1]) * _UNITS[match[2] or "s"])
+    if amount < MIN_EVENT_AGE:
+        raise argparse.ArgumentTypeError(f"at least an hour: {value!r}")
+    return amount
+
+
+def _prune_events(settings: Settings, args: argparse.Namespace) -> int:
+    from server.search.pruning import prune_events
+    from storage import database
+
+    older_than: timedelta = args.older_than or timedelta(seconds=settings.search.event_retention)
+
+    async def run() -> int:
+        await database.open_database(settings.database)
+        try:
+            return await prune_events(older_than)
+        finally:
+            await database.close_database()
+
+    deleted = asyncio.run(run())
+    print(f"deleted {deleted} events the indexer had applied, older than {older_than}")
+    return 0
+
+
 def _rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
     from server.auth.keyring import rotate_key
 
@@ -120,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
         "reindex", help="rebuild the search index and phone directory from the database"
     )
     reindex.set_defaults(handler=_reindex)
+    prune = commands.add_parser(
+        "prune-events",
+        help="delete events (the search outbox) the indexer has applied, past the retention",
+    )
+    prune.add_argument(
+        "--older-than",
+        type=duration,
+        metavar="AGE",
+        help="keep events younger than this: 7d, 12h, 90m or seconds "
+        "(default PARLEY_SEARCH_EVENT_RETENTION, 7 days; at least 1h)",
+    )
+    prune.set_defaults(handler=_prune_events)
     keys = commands.add_parser("keys", help="manage server keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     rotate = key_commands.add_parser(

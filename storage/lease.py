@@ -30,6 +30,10 @@ class Lease:
         await self._kv.set(self._key, self._holder, ttl=self._ttl)
         return True
 
+    async def held(self) -> bool:
+        """Whether this holder has the lease now (without taking or renewing it)."""
+        return await self._kv.get(self._key) == self._holder
+
     async def release(self) -> None:
-        if await self._kv.get(self._key) == self._holder:
+        if await self.held():
             await self._kv.delete(self._key)

@@ -39,6 +39,12 @@ GAP_WAIT = timedelta(seconds=3)
 SEARCHABLE_KINDS = ("text", "image")
 
 
+async def committed_position() -> int:
+    """The id of the last event applied: every event at or below it is in the index."""
+    state = await IndexerState.get_or_none(name=NAME)
+    return state.position if state is not None else 0
+
+
 def message_text(kind: str, body: dict[str, Any]) -> str:
     value = body.get("text") if kind == "text" else body.get("caption", "")
     return value if isinstance(value, str) else ""
@@ -92,8 +98,11 @@ class Indexer:
             await asyncio.sleep(self._idle)
 
     async def position(self) -> int:
-        state = await IndexerState.get_or_none(name=NAME)
-        return state.position if state is not None else 0
+        return await committed_position()
+
+    async def leads(self) -> bool:
+        """Whether this node holds the indexer's lease (runs the indexer) now."""
+        return await self._lease.held()
 
     async def step(self) -> int:
         """Apply the next batch of events; how many were applied."""

@@ -1,4 +1,4 @@
-"""The `parley` command: settings errors, migrations, several workers."""
+"""The `parley` command: settings errors, migrations, pruning events, several workers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -109,6 +110,41 @@ async def test_server_refuses_a_schema_behind_the_code() -> None:
             assert "parley migrate" in str(exc)
         finally:
             node.stop()
+    finally:
+        await drop_postgres_database(url)
+
+
+async def test_prune_events_deletes_old_events_the_indexer_applied() -> None:
+    """`parley prune-events --older-than 2d` deletes applied events past two days, says how
+    many, keeps the rest; an age under an hour is refused."""
+    url = await create_postgres_database("parley_prune")
+    try:
+        assert _parley(["migrate"], {"PARLEY_DATABASE_URL": url}).returncode == 0
+        conn = await asyncpg.connect(url)
+        try:
+            ids = [
+                await conn.fetchval(
+                    "INSERT INTO events (kind, payload, created_at)"
+                    " VALUES ('person', '{}', now() - $1::interval) RETURNING id",
+                    timedelta(days=days),
+                )
+                for days in (3, 3, 1, 3, 3, 3)
+            ]
+            # The indexer has applied the first five.
+            await conn.execute(
+                "INSERT INTO indexer_state (name, position, updated_at)"
+                " VALUES ('search', $1, now())",
+                ids[4],
+            )
+            result = _parley(["prune-events", "--older-than", "2d"], {"PARLEY_DATABASE_URL": url})
+            assert result.returncode == 0, result.stderr
+            assert "deleted 4 events" in result.stdout
+            left = [r["id"] for r in await conn.fetch("SELECT id FROM events ORDER BY id")]
+            assert left == [ids[2], ids[5]]
+        finally:
+            await conn.close()
+        refused = _parley(["prune-events", "--older-than", "10m"], {"PARLEY_DATABASE_URL": url})
+        assert refused.returncode == 2 and "at least an hour" in refused.stderr
     finally:
         await drop_postgres_database(url)
 
