@@ -1,13 +1,15 @@
 """The web client (web/) in Debian's Chromium against a real node, with a Python SDK user.
 
-``tests/web/drive.mjs`` drives three browser contexts with playwright-core (no
+``tests/web/drive.mjs`` drives four browser contexts with playwright-core (no
 browser download): it asks this module, line by line over its stdin and
 stdout, for sign-in codes and e-mailed links (read from the node's log, as a
-person running ``make run`` would) and for the SDK person's moves, which the
-Python SDK makes here. Afterwards the node's database and media store are searched for
-every message text the people sent: none may be there. The node tracks tips on
-a real local chain (ganache, tests/support/ganache.py): a browser user's fake
-MetaMask signs and broadcasts there, and this module funds wallets and mines.
+person running ``make run`` would), for who the OpenID Connect provider
+(tests/support/oidc_provider.py, on a loopback port) signs in next, and for
+the SDK person's moves, which the Python SDK makes here. Afterwards the node's
+database and media store are searched for every message text the people sent:
+none may be there. The node tracks tips on a real local chain (ganache,
+tests/support/ganache.py): a browser user's fake MetaMask signs and broadcasts
+there, and this module funds wallets and mines.
 
 Needs ``web/dist`` (``make web``), ``tests/web/node_modules``
 (``npm ci --prefix tests/web``), ganache (``npm ci --prefix tests/js``) and
@@ -23,7 +25,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from tests.e2e.conftest import BASE_ENV
 from tests.support import images
 from tests.support.clients import signed_in_client
 from tests.support.ganache import CHAIN_ID, Ganache
+from tests.support.oidc_provider import FakeOidcProvider, ProviderUser, Tenant
 from tests.support.phones import fresh_phone
 from tests.support.server import ROOT, ServerProcess
 
@@ -47,6 +50,9 @@ LINE_TIMEOUT = 90.0
 
 # The link in a mail from the console e-mail provider (server/auth/email.py).
 MAILED_LINK = re.compile(r"https?://\S+")
+# The OpenID Connect provider as the node knows it; drive.mjs clicks "Continue with Test ID".
+OIDC_SLUG = "test"
+OIDC_NAME = "Test ID"
 
 
 def chromium_path() -> str:
@@ -79,12 +85,23 @@ def chain() -> Iterator[Ganache]:
 
 
 @pytest.fixture(scope="module")
+async def oidc_provider() -> AsyncIterator[Tenant]:
+    """A fake OpenID Connect provider whose authorize endpoint approves its user at once."""
+    server = await FakeOidcProvider().start()
+    try:
+        yield server.tenant("web")
+    finally:
+        await server.stop()
+
+
+@pytest.fixture(scope="module")
 def web_node(
-    tmp_path_factory: pytest.TempPathFactory, chain: Ganache
+    tmp_path_factory: pytest.TempPathFactory, chain: Ganache, oidc_provider: Tenant
 ) -> Iterator[tuple[ServerProcess, Path]]:
     """A node of its own (SQLite file, local media) serving web/dist; with its data directory."""
     root = tmp_path_factory.mktemp("web-node")
     node = ServerProcess({}, name="web-node")
+    oidc_provider.redirect_uri = f"{node.url}/v1/auth/oidc/{OIDC_SLUG}/callback"
     node.env.update(
         {
             **BASE_ENV,
@@ -104,6 +121,11 @@ def web_node(
             "PARLEY_ETH_POLL_SECONDS": "0.2",
             # Wallets sign in (chain 1) and link from the tip chain.
             "PARLEY_AUTH_ETHEREUM_CHAIN_IDS": f"1,{CHAIN_ID}",
+            # Sign-in with the fake provider; it returns to the app's own URL, which the
+            # default allow-list (the public URL's origin) covers.
+            "PARLEY_AUTH_OIDC_PROVIDERS": json.dumps(
+                [oidc_provider.provider_settings(OIDC_SLUG, OIDC_NAME)]
+            ),
         }
     )
     node.start()
@@ -112,12 +134,13 @@ def web_node(
 
 
 class PythonPeer:
-    """The third person (Carol, the SDK), the node's log and the chain, answering drive.mjs."""
+    """The SDK person (Carol), the node's log, the chain and the provider, answering drive.mjs."""
 
-    def __init__(self, node: ServerProcess, png: bytes, chain: Ganache) -> None:
+    def __init__(self, node: ServerProcess, png: bytes, chain: Ganache, oidc: Tenant) -> None:
         self.node = node
         self.png = png
         self.chain = chain
+        self.oidc = oidc
         self.carol: ParleyClient | None = None
 
     async def answer(self, ask: dict[str, Any]) -> Any:
@@ -139,6 +162,15 @@ class PythonPeer:
             return True
         if question == "balance":
             return str(await asyncio.to_thread(self.chain.balance, ask["address"]))
+        if question == "oidc_person":
+            # Whom the provider signs in from now on: a new subject, so a new identity.
+            self.oidc.user = ProviderUser(
+                name=ask["name"], preferred_username=ask["username"], email=ask["email"]
+            )
+            return self.oidc.user.sub
+        if question == "oidc_deny":
+            self.oidc.authorize = "deny" if ask["deny"] else "approve"
+            return self.oidc.authorize
         if question == "carol_start":
             self.carol = await signed_in_client(self.node, ask["nickname"])
             await self.carol.setup_device()
@@ -234,6 +266,13 @@ async def drive(node: ServerProcess, peer: PythonPeer, png_path: Path) -> dict[s
     return final
 
 
+def statuses(node: ServerProcess, request: str) -> list[Any]:
+    """The status of each ``METHOD /path`` request the node logged, in order."""
+    return [
+        r.get("status") for r in node.records if str(r.get("message")).startswith(f"{request} ")
+    ]
+
+
 def stored_bytes(root: Path) -> bytes:
     """Everything the node wrote: the SQLite file with its WAL, and every media blob."""
     return b"".join(path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file())
@@ -242,14 +281,14 @@ def stored_bytes(root: Path) -> bytes:
 @pytest.mark.chromium
 @pytest.mark.timeout(420)
 async def test_two_browsers_and_the_sdk_chat_encrypted(
-    web_node: tuple[ServerProcess, Path], chain: Ganache, tmp_path: Path
+    web_node: tuple[ServerProcess, Path], chain: Ganache, oidc_provider: Tenant, tmp_path: Path
 ) -> None:
-    """Three Chromium users (phone, wallet, e-mail) and an SDK user; no plaintext stored."""
+    """Four Chromium users (phone, wallet, e-mail, OpenID Connect) and an SDK user; no plaintext."""
     node, data_dir = web_node
     png = images.noisy_photo(900, 600).pngsave_buffer()
     png_path = tmp_path / "beach.png"
     png_path.write_bytes(png)
-    peer = PythonPeer(node, png, chain)
+    peer = PythonPeer(node, png, chain, oidc_provider)
     try:
         result = await drive(node, peer, png_path)
     finally:
@@ -282,6 +321,11 @@ async def test_two_browsers_and_the_sdk_chat_encrypted(
     ]
     assert logins == [403, 401, 200], logins
     assert any("invalid_credentials" in s for s in result["steps"]), result["steps"]
+    # Erin's two provider sign-ins spent one code each; the planted code never left the
+    # browser. Alice's first link met identity_taken (Erin's), the second linked.
+    assert statuses(node, "POST /v1/auth/oidc/exchange") == [200, 200]
+    assert statuses(node, "POST /v1/me/identities/oidc/finish") == [409, 200]
+    assert any("oidc_access_denied" in s for s in result["steps"]), result["steps"]
     for name in (
         "01-sign-in",
         "04-chat-desktop",
@@ -292,6 +336,9 @@ async def test_two_browsers_and_the_sdk_chat_encrypted(
         "11-register",
         "14-interests-welcome",
         "15-profile-card",
+        "16-oidc-sign-in",
+        "17-oidc-denied",
+        "18-linked-sign-ins",
     ):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 1000, name
 

@@ -5,8 +5,10 @@
 // for interests on first sign-in and opens a suggested person's profile card; a user in
 // Python (the SDK, answered by tests/e2e/test_web.py over stdin/stdout) exchanges encrypted
 // messages and an attachment with them. Alice links a wallet and tips Bob in ETH on a real
-// local chain (ganache): her fake MetaMask signs and broadcasts the transaction. Also runs
-// the envelope vectors through the client's code in Chromium.
+// local chain (ganache): her fake MetaMask signs and broadcasts the transaction. A fourth
+// browser user signs up and in again with an OpenID Connect provider (a fake one the Python
+// side runs), and Alice links it to her account. Also runs the envelope vectors through the
+// client's code in Chromium.
 //
 //   node drive.mjs <node url> <screenshot dir> <png path> <chain JSON-RPC url> <chain id>
 //
@@ -519,6 +521,9 @@ async function scenario(browser) {
   );
   step("access tokens refreshed silently with refresh-token rotation");
 
+  await oidcScenario(browser);
+  await linkScenario(alice, aliceName);
+
   await aliceContext.close();
   await bobContext.close();
   return { aliceId, bobId, carol };
@@ -617,6 +622,90 @@ async function emailScenario(browser, { labels, aliceName, bobName }) {
   await context.close();
 }
 
+// -- Erin: OpenID Connect sign-up, a reload, sign-in again, a refusal, a planted code --------------
+const PROVIDER = "Test ID"; // OIDC_NAME in test_web.py
+
+async function continueWithProvider(page) {
+  await page.getByRole("button", { name: `Continue with ${PROVIDER}`, exact: true }).click();
+}
+
+async function oidcScenario(browser) {
+  const context = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+  const erin = await context.newPage();
+  pages.push(["erin", erin]);
+  erin.setDefaultTimeout(TIMEOUT);
+  const erinName = `Erin ${run}`;
+  await ask("oidc_person", { name: erinName, username: `erin_${run}`, email: `erin.${run}@example.test` });
+
+  await erin.goto(url);
+  await erin.getByRole("button", { name: `Continue with ${PROVIDER}`, exact: true }).waitFor();
+  await expectLabelled(erin, "sign-in page with a provider");
+  await shot(erin, "16-oidc-sign-in");
+  await continueWithProvider(erin);
+  // To the node, the provider (which approves at once), the node's callback, and back here.
+  await welcome(erin, []);
+  check((await erin.evaluate(() => location.href)) === `${url}/`, `the code left the address bar: ${erin.url()}`);
+  const erinId = await userId(erin);
+  await erin.getByRole("button", { name: "Profile", exact: true }).click();
+  const nickname = erin.getByLabel("Nickname", { exact: true });
+  await nickname.waitFor();
+  check((await nickname.inputValue()) === erinName, `the new account has the provider's name: ${await nickname.inputValue()}`);
+  await erin.getByRole("list", { name: "Linked sign-ins" }).getByText(`${PROVIDER}: erin.${run}@example.test`).waitFor();
+  step("Erin signed up with OpenID Connect: back from the provider signed in, nickname from the provider");
+
+  await erin.reload();
+  await erin.locator(".connection.online").waitFor();
+  check((await userId(erin)) === erinId, "after a reload Erin is still signed in as herself");
+  await erin.getByRole("button", { name: "Sign out", exact: true }).click();
+  await continueWithProvider(erin);
+  await erin.locator(".connection.online").waitFor();
+  check((await userId(erin)) === erinId, "signing in again with the provider reaches the same account");
+  step("after a reload and a sign-out, the provider signed Erin in to the same account again");
+
+  await erin.getByRole("button", { name: "Sign out", exact: true }).click();
+  await ask("oidc_deny", { deny: true });
+  await continueWithProvider(erin);
+  await erin.getByRole("alert").filter({ hasText: `Signing in with ${PROVIDER} was cancelled or declined` }).waitFor();
+  check((await erin.evaluate(() => location.href)) === `${url}/`, `the error left the address bar: ${erin.url()}`);
+  await shot(erin, "17-oidc-denied");
+  await ask("oidc_deny", { deny: false });
+  step("the provider declined (oidc_access_denied): the sign-in page said so");
+
+  // A code from someone else's sign-in, in a link: this tab did not start it, so it is not spent.
+  await erin.goto("about:blank");
+  await erin.goto(`${url}/#parley_code=${"A".repeat(43)}`);
+  await erin.getByRole("alert").filter({ hasText: "not started in this tab" }).waitFor();
+  check(await erin.getByLabel("Phone number", { exact: true }).isVisible(), "still signed out");
+  step("a code this tab did not ask for was not exchanged");
+  await context.close();
+}
+
+// -- Alice links the provider in her profile: someone else's account first, then her own ------
+async function linkScenario(alice, aliceName) {
+  await alice.getByRole("button", { name: "Profile", exact: true }).click();
+  const linked = alice.getByRole("list", { name: "Linked sign-ins" });
+  await linked.getByText(/^Phone: /).waitFor();
+  // The provider still signs in Erin, whose account it already is.
+  await alice.getByRole("button", { name: `Link ${PROVIDER}`, exact: true }).click();
+  await alice
+    .getByRole("alert")
+    .filter({ hasText: `That ${PROVIDER} account already signs in to another Parley account` })
+    .waitFor();
+  check((await alice.evaluate(() => location.href)) === `${url}/`, `the link code left the address bar: ${alice.url()}`);
+  step("linking the provider account Erin signs in with: identity_taken, said in Alice's profile");
+
+  const email = `alice.${run}@example.test`;
+  await ask("oidc_person", { name: aliceName, username: `alice_${run}`, email });
+  await alice.getByRole("button", { name: `Link ${PROVIDER}`, exact: true }).click();
+  await alice.getByRole("status").filter({ hasText: `Linked ${PROVIDER}: ${email}` }).waitFor();
+  await linked.getByText(`${PROVIDER}: ${email}`, { exact: true }).waitFor();
+  await linked.getByText(/^Phone: /).waitFor();
+  await expectLabelled(alice, "linked sign-ins");
+  await alice.getByRole("button", { name: `Link ${PROVIDER}`, exact: true }).scrollIntoViewIfNeeded();
+  await shot(alice, "18-linked-sign-ins");
+  step("Alice linked her own provider account in her profile and sees it under Linked sign-ins");
+}
+
 // -- a tip in ETH: Alice links a wallet, her fake MetaMask signs, ganache mines, both see it ------
 async function tipScenario({ alice, aliceContext, bob, aliceName, bobName, wallet, groupTitle, carolName }) {
   const aliceWallet = new TestWallet({ rpcUrl: chainUrl, chainId: Number(chainId) });
@@ -693,7 +782,7 @@ async function tipScenario({ alice, aliceContext, bob, aliceName, bobName, walle
 
 main().then(
   () => {
-    send({ done: true, checks, markers, names: [`Alice ${run}`, `Bob ${run}`] });
+    send({ done: true, checks, markers, names: [`Alice ${run}`, `Bob ${run}`, `Erin ${run}`] });
     process.exit(0);
   },
   (err) => {

@@ -3,6 +3,7 @@ import { Api, describe } from "./api";
 import { ChatClient } from "./chat";
 import { Home } from "./Home";
 import { InterestsWelcome } from "./Interests";
+import { takeOidcReturn } from "./oidc";
 import { loadMyProfile, wantsInterests } from "./profiles";
 import { SignIn } from "./SignIn";
 
@@ -15,7 +16,11 @@ function webCryptoProblem(): string | null {
 
 export function App() {
   const api = useMemo(() => new Api(), []);
-  const [signedIn, setSignedIn] = useState(api.session !== null);
+  // Back from an OpenID Connect provider: a sign-in for SignIn, a link for the profile panel.
+  const [oidc, setOidc] = useState(takeOidcReturn);
+  const [signedIn, setSignedIn] = useState(
+    api.session !== null && !(oidc?.purpose === "sign-in" && "code" in oidc),
+  );
   const [client, setClient] = useState<ChatClient | null>(null);
   // A first sign-in (no interests on the profile yet) is asked for interests before Home.
   const [welcome, setWelcome] = useState(false);
@@ -58,8 +63,10 @@ export function App() {
       <SignIn
         api={api}
         notice={reason}
+        oidc={oidc}
         onSignedIn={() => {
           setReason(null);
+          setOidc(null);
           setSignedIn(true);
         }}
       />
@@ -96,9 +103,12 @@ export function App() {
   return (
     <Home
       client={client}
+      oidcLink={oidc?.purpose === "link" ? oidc : null}
+      onOidcLinkDone={() => setOidc(null)}
       onSignOut={async () => {
         await api.call("POST", "/v1/auth/logout").catch(() => undefined);
         api.clear();
+        setOidc(null);
         setSignedIn(false);
       }}
     />

@@ -2,6 +2,7 @@ import { useEffect, useState, useSyncExternalStore } from "react";
 import { describe } from "./api";
 import type { ChatClient, Conversation } from "./chat";
 import { ConversationView } from "./ConversationView";
+import type { OidcReturn } from "./oidc";
 import { NewGroupPanel, PeoplePanel, ProfilePanel, RequestsPanel } from "./Panels";
 import { ProfileDialog } from "./ProfileDialog";
 import { loadMyProfile, type MyProfile } from "./profiles";
@@ -11,12 +12,15 @@ type Panel = "people" | "requests" | "profile" | "group" | null;
 
 interface Props {
   client: ChatClient;
+  // Back from linking a provider: the profile panel, where linked sign-ins are, finishes it.
+  oidcLink: OidcReturn | null;
+  onOidcLinkDone: () => void;
   onSignOut: () => void;
 }
 
-export function Home({ client, onSignOut }: Props) {
+export function Home({ client, oidcLink, onOidcLinkDone, onSignOut }: Props) {
   useSyncExternalStore(client.subscribe, client.getVersion);
-  const [panel, setPanel] = useState<Panel>(null);
+  const [panel, setPanel] = useState<Panel>(oidcLink ? "profile" : null);
   // Whose profile card is open; and this person's own profile (interests for suggestions).
   const [profileOf, setProfileOf] = useState<string | null>(null);
   const [mine, setMine] = useState<MyProfile | null>(null);
@@ -82,7 +86,15 @@ export function Home({ client, onSignOut }: Props) {
           {panel === "requests" && (
             <RequestsPanel client={client} onClose={() => setPanel(null)} onOpen={open} onProfile={setProfileOf} />
           )}
-          {panel === "profile" && <ProfilePanel client={client} onClose={() => setPanel(null)} onSaved={setMine} />}
+          {panel === "profile" && (
+            <ProfilePanel
+              client={client}
+              oidcLink={oidcLink}
+              onOidcLinkDone={onOidcLinkDone}
+              onClose={() => setPanel(null)}
+              onSaved={setMine}
+            />
+          )}
           {panel === "group" && <NewGroupPanel client={client} onClose={() => setPanel(null)} />}
           {panel === null && active && (
             <ConversationView

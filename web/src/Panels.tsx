@@ -2,6 +2,8 @@ import { type FormEvent, type ReactNode, useEffect, useState, useSyncExternalSto
 import { describe } from "./api";
 import { type Card, type ChatClient, cardName } from "./chat";
 import { InterestPicker, useInterests } from "./Interests";
+import { LinkedSignIns } from "./LinkedSignIns";
+import type { OidcReturn } from "./oidc";
 import { ProfileButton } from "./ProfileDialog";
 import {
   GENDERS,
@@ -218,10 +220,14 @@ function changeOf(form: ProfileForm): ProfileChange {
 
 export function ProfilePanel({
   client,
+  oidcLink,
+  onOidcLinkDone,
   onClose,
   onSaved,
 }: {
   client: ChatClient;
+  oidcLink: OidcReturn | null;
+  onOidcLinkDone: () => void;
   onClose: () => void;
   onSaved: (profile: MyProfile) => void;
 }) {
@@ -342,6 +348,7 @@ export function ProfilePanel({
           </p>
         )}
       </form>
+      <LinkedSignIns api={client.api} oidcLink={oidcLink} onOidcLinkDone={onOidcLinkDone} />
     </Panel>
   );
 }

@@ -1,17 +1,20 @@
-import { type FormEvent, useState } from "react";
+import { type FormEvent, useEffect, useState } from "react";
 import { Api, describe } from "./api";
 import { EmailSignIn } from "./EmailSignIn";
+import { exchangeOidcCode, type OidcProvider, type OidcReturn, oidcProviders, startOidcSignIn } from "./oidc";
 import { signInWithEthereum, walletAvailable } from "./wallet";
 
 interface Props {
   api: Api;
   notice: string | null;
+  // The page came back from an OpenID Connect provider with this.
+  oidc: OidcReturn | null;
   onSignedIn: () => void;
 }
 
 const DEVICE_NAME = "Parley web";
 
-export function SignIn({ api, notice, onSignedIn }: Props) {
+export function SignIn({ api, notice, oidc, onSignedIn }: Props) {
   const [phone, setPhone] = useState("");
   const [nickname, setNickname] = useState("");
   const [code, setCode] = useState("");
@@ -19,6 +22,31 @@ export function SignIn({ api, notice, onSignedIn }: Props) {
   const [email, setEmail] = useState<"password" | "register" | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  const [providers, setProviders] = useState<OidcProvider[]>([]);
+
+  useEffect(() => {
+    let cancelled = false;
+    void oidcProviders(api).then((list) => cancelled || setProviders(list));
+    return () => {
+      cancelled = true;
+    };
+  }, [api]);
+
+  useEffect(() => {
+    if (oidc === null) return;
+    if ("problem" in oidc) {
+      setError(oidc.problem);
+    } else if (oidc.purpose === "link") {
+      // The session that started the link is gone: the code only works for that account.
+      setError(`Sign in again, then link ${oidc.provider} from your profile.`);
+    } else {
+      void run(async () => {
+        api.store(await exchangeOidcCode(api, oidc.code, DEVICE_NAME));
+        onSignedIn();
+      });
+    }
+    // Once per return from the provider (run and onSignedIn do not change what it does).
+  }, [api, oidc]);
 
   async function run(action: () => Promise<void>) {
     setBusy(true);
@@ -141,6 +169,18 @@ export function SignIn({ api, notice, onSignedIn }: Props) {
             Use another number
           </button>
         </form>
+      )}
+      {providers.length > 0 && started === null && email === null && (
+        <section aria-labelledby="oidc-heading" className="wallet">
+          <h2 id="oidc-heading">Or use an account you have elsewhere</h2>
+          <div className="row">
+            {providers.map((p) => (
+              <button key={p.slug} type="button" onClick={() => startOidcSignIn(p)} disabled={busy}>
+                Continue with {p.display_name}
+              </button>
+            ))}
+          </div>
+        </section>
       )}
       {walletAvailable() && started === null && email === null && (
         <section aria-labelledby="wallet-heading" className="wallet">
