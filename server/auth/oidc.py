@@ -164,6 +164,17 @@ class OidcService:
     def redirect_uri(self, provider: OidcProvider) -> str:
         return f"{self._public_url}/v1/auth/oidc/{provider.slug}/callback"
 
+    def check_start(self, slug: str, return_to: str) -> OidcProvider:
+        """The provider, if it exists and ``return_to`` is allowed; what must hold before
+        anything may be sent back to ``return_to``."""
+        provider = self.provider(slug)
+        self._return_urls.check(return_to)
+        return provider
+
+    def error_return(self, return_to: str, error: ParleyError) -> str:
+        """Where a browser goes when a sign-in fails after ``return_to`` passed the checks."""
+        return _with_fragment(return_to, "parley_error", error.code)
+
     async def start(
         self,
         slug: str,
@@ -174,8 +185,7 @@ class OidcService:
         link_user_id: str | None = None,
     ) -> Started:
         """The provider's authorization URL for a sign-in, or a link to ``link_user_id``."""
-        provider = self.provider(slug)
-        self._return_urls.check(return_to)
+        provider = self.check_start(slug, return_to)
         await self._limit(client)
         metadata = await provider.metadata()
         state = new_token()
@@ -239,11 +249,28 @@ class OidcService:
         )
         return _with_fragment(return_to, "parley_code", one_time)
 
-    async def exchange(self, code: str, *, device_name: str, client: ClientInfo) -> TokenPair:
-        """Spend a sign-in code: a session for the identity's account, created on first use."""
+    async def exchange(
+        self, code: str, *, device_name: str, client: ClientInfo, browser_id: str | None = None
+    ) -> TokenPair:
+        """Spend a sign-in code: a session for the identity's account, created on first use.
+
+        A browser that carries the sign-in cookie (``browser_id``) may spend only
+        codes of sign-ins it started: a code someone else got and planted in a
+        link (login CSRF) is refused there. Native apps, whose exchange call
+        carries no cookie, keep their own state to the same end (docs/API.md).
+        """
         record = await self._spend_code(code)
         if record["purpose"] != SIGN_IN:
             raise OidcCodeError("this code links an identity; it cannot sign in")
+        if (
+            browser_id is not None
+            and record.get("browser")
+            and not (
+                _TOKEN.fullmatch(browser_id)
+                and constant_time_equal(_digest(browser_id), record["browser"])
+            )
+        ):
+            raise OidcCodeError("this code is for a sign-in started in another browser")
         value = record["value"]
         pair = await self._sessions.start_session_for_identity(
             KIND, value, device_name=device_name, user_agent=client.user_agent, ip=client.ip
@@ -309,6 +336,7 @@ class OidcService:
             "p": provider.slug,
             "purpose": record["purpose"],
             "user": record["user"],
+            "browser": record.get("browser", ""),
             "value": value,
             "display": _clean(f"{provider.settings.label}: {label}", _DISPLAY_CHARS),
             "nickname": _clean(claims.name or claims.preferred_username, _NICKNAME_CHARS),

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import RedirectResponse
 
+from config.errors import ParleyError
 from config.settings import RETURN_URL_MAX_CHARS
 from server.auth.oidc import BROWSER_COOKIE, STATE_TTL, OidcService
 from server.auth.oidc_schemas import (
@@ -61,10 +62,14 @@ async def list_oidc_providers(oidc: OidcDep) -> OidcProviderList:
     response_class=RedirectResponse,
     status_code=302,
     responses=errors(
-        (302, "To the provider's authorization endpoint; sets the browser-binding cookie"),
+        (
+            302,
+            "To the provider's authorization endpoint (setting the browser-binding cookie), "
+            "or back to `return_to` with `#parley_error=<code>`: `rate_limited`, "
+            "`oidc_provider_unavailable`, `oidc_provider_error`",
+        ),
         404,
-        (429, "Too many sign-ins started from this client; retry after `Retry-After`"),
-        (502, "The provider's discovery document is unusable (`oidc_provider_error`)"),
+        (422, "`return_to` is not allowed (`oidc_return_url_not_allowed`)"),
     ),
 )
 async def start_oidc_sign_in(
@@ -81,10 +86,20 @@ async def start_oidc_sign_in(
     oidc: OidcDep,
     client: ClientDep,
 ) -> RedirectResponse:
-    """Send the browser to the provider (302); it comes back to `return_to` with a code."""
-    started = await oidc.start(
-        provider, return_to, client, browser_id=request.cookies.get(BROWSER_COOKIE)
-    )
+    """Send the browser to the provider (302); it comes back to `return_to` with a code.
+
+    An unknown provider or a return URL off the allow-list is a JSON error here;
+    once `return_to` is known good, later failures (rate limit, provider down or
+    unusable) send the browser back to it with `#parley_error=<code>`, so the app
+    shows them rather than the browser showing JSON.
+    """
+    oidc.check_start(provider, return_to)
+    try:
+        started = await oidc.start(
+            provider, return_to, client, browser_id=request.cookies.get(BROWSER_COOKIE)
+        )
+    except ParleyError as exc:
+        return _redirect(oidc.error_return(return_to, exc))
     response = _redirect(started.authorization_url)
     if started.browser_id is not None:
         response.set_cookie(
@@ -140,10 +155,18 @@ async def finish_oidc_sign_in_at_provider(
     responses=errors((401, "The code is unknown, expired or used (`oidc_code_invalid`)")),
 )
 async def exchange_oidc_code(
-    body: OidcExchangeRequest, oidc: OidcDep, client: ClientDep
+    body: OidcExchangeRequest, request: Request, oidc: OidcDep, client: ClientDep
 ) -> TokenPair:
-    """Spend the one-time code for a token pair; the account is created on first sign-in."""
-    return await oidc.exchange(body.code, device_name=body.device_name, client=client)
+    """Spend the one-time code for a token pair; the account is created on first sign-in.
+
+    Sent from a browser that started a sign-in here, only that sign-in's code is taken.
+    """
+    return await oidc.exchange(
+        body.code,
+        device_name=body.device_name,
+        client=client,
+        browser_id=request.cookies.get(BROWSER_COOKIE),
+    )
 
 
 @link_router.post(
