@@ -180,22 +180,15 @@ class EmailPasswordService:
         return display
 
     async def accept_verification_resend(self, email: str, client: ClientInfo) -> str:
-        """Check and count a request for a fresh link; the address key to resend for.
-
-        Every well-formed request counts against its client address and its
-        e-mail address alike, so a refusal says nothing about any account.
-        """
-        key, _ = normalize_email(email)
+        """Check and count a request for a fresh link; the address key to resend for."""
         s = self._settings
-        await self._count_request(
-            f"rl:verify-resend:ip:{client.ip}", s.verify_resend_per_ip_per_hour, "from this address"
-        )
-        await self._count_request(
-            f"rl:verify-resend:email:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
+        return await self._accept_mail_request(
+            "verify-resend",
+            email,
+            client,
+            s.verify_resend_per_ip_per_hour,
             s.verify_resend_per_email_per_hour,
-            "for this e-mail address",
         )
-        return key
 
     async def resend_verification(self, key: str) -> None:
         """Mail a fresh link to each account still waiting on this address; its older links die.
@@ -319,23 +312,30 @@ class EmailPasswordService:
     # -- passwords ----------------------------------------------------------
 
     async def accept_password_reset(self, email: str, client: ClientInfo) -> str:
-        """Check and count a reset request; the address key to mail.
+        """Check and count a reset request; the address key to mail."""
+        s = self._settings
+        return await self._accept_mail_request(
+            "password-reset",
+            email,
+            client,
+            s.password_reset_per_ip_per_hour,
+            s.password_reset_per_email_per_hour,
+        )
 
-        Counted per client and per address whether or not an account has it,
-        so neither a refusal nor its absence says anything about accounts, and
-        nobody can bury an address under reset mails.
+    async def _accept_mail_request(
+        self, action: str, email: str, client: ClientInfo, per_ip: int, per_email: int
+    ) -> str:
+        """Count a request that may mail ``email``, per client and per address; its key.
+
+        Every well-formed request counts, whether or not an account has the
+        address, so neither a refusal nor its absence says anything about
+        accounts, and nobody can bury an address under mails.
         """
         key, _ = normalize_email(email)
-        s = self._settings
+        await self._count_request(f"rl:{action}:ip:{client.ip}", per_ip, "from this address")
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         await self._count_request(
-            f"rl:password-reset:ip:{client.ip}",
-            s.password_reset_per_ip_per_hour,
-            "from this address",
-        )
-        await self._count_request(
-            f"rl:password-reset:email:{hashlib.sha256(key.encode()).hexdigest()[:32]}",
-            s.password_reset_per_email_per_hour,
-            "for this e-mail address",
+            f"rl:{action}:email:{digest}", per_email, "for this e-mail address"
         )
         return key
 

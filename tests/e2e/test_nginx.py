@@ -13,8 +13,6 @@ never skips them.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import re
 import ssl
 import threading
@@ -25,16 +23,13 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from client import ParleyClient
 from scripts.balancer import KINDS, Balancer, BalancerError, BalancerTls, Kind
 from tests.support.phones import fresh_phone
 from tests.support.server import ServerProcess
+from tests.support.tls import write_self_signed
 
 # How each transport is asked for: websocket only, long-polling only, and the
 # browser default (long-polling first, then an upgrade on the same session).
@@ -56,38 +51,9 @@ def start_balancer(
 
 
 def write_self_signed_certificate(directory: Path) -> BalancerTls:
-    """A fresh P-256 key and a self-signed certificate for 127.0.0.1 and localhost."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "parley-e2e")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    chain, private_key = directory / "fullchain.pem", directory / "privkey.pem"
-    chain.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    private_key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return BalancerTls(certificate=chain, private_key=private_key)
+    """A fresh key and a self-signed certificate for 127.0.0.1 and localhost."""
+    files = write_self_signed(directory, "parley-e2e")
+    return BalancerTls(certificate=files.certificate, private_key=files.private_key)
 
 
 def client_ssl_context(lb: Balancer) -> ssl.SSLContext | None:

@@ -6,7 +6,6 @@ import base64
 import datetime
 import email
 import email.policy
-import ipaddress
 import logging
 import socket
 import ssl
@@ -21,10 +20,6 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from config.errors import InvalidRequestError, UnavailableError
@@ -37,6 +32,7 @@ from server.auth.email import (
     starttls_mode,
 )
 from server.auth.sms import ConsoleSmsSender, HttpSmsSender, build_sms_sender
+from tests.support.tls import write_self_signed
 
 LOOPBACK = "127.0.0.1"
 MESSAGES_PATH = "/2010-04-01/Accounts/AC123/Messages.json"
@@ -288,37 +284,12 @@ class TlsFiles:
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A self-signed certificate for 127.0.0.1, written to a temporary directory."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "parley test smtp")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    files = write_self_signed(
+        tmp_path_factory.mktemp("tls"), "parley test smtp", ca=True, names=("cert.pem", "key.pem")
     )
-    directory = tmp_path_factory.mktemp("tls")
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    certfile = directory / "cert.pem"
-    keyfile = directory / "key.pem"
-    certfile.write_text(cert_pem)
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    return TlsFiles(
+        cert_pem=files.certificate_pem, certfile=files.certificate, keyfile=files.private_key
     )
-    return TlsFiles(cert_pem=cert_pem, certfile=certfile, keyfile=keyfile)
 
 
 @pytest.fixture
