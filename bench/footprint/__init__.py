@@ -1,0 +1,1 @@
+"""Memory of the whole stack (nginx, a Parley node, PostgreSQL, Redis) on one host."""
