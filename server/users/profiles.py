@@ -79,6 +79,58 @@ async def card_of(user_id: str) -> ProfileCard | None:
     return found[0] if found else None
 
 
+async def as_seen_by(viewer_id: str, cards: list[ProfileCard]) -> list[ProfileCard]:
+    """The cards as ``viewer_id`` may see them.
+
+    The whole card goes to people the owner's ``visibility`` lets find them
+    (everyone; for ``contacts``, people whose number is in the owner's address
+    book) and to anyone who shares a conversation with them. Anyone else sees
+    only the handle, nickname and avatar (``limited``): an id learnt somewhere,
+    or a number in one's own address book, must not open a profile its owner
+    keeps out of search.
+    """
+    others = [c.user_id for c in cards if c.user_id != viewer_id]
+    if not others:
+        return cards
+    private = {
+        str(u): v
+        for u, v in await Profile.filter(user_id__in=others)
+        .exclude(visibility="everyone")
+        .values_list("user_id", "visibility")
+    }
+    if not private:
+        return cards
+    listing = {
+        str(u)
+        for u in await UserContact.filter(
+            owner_id__in=[u for u, v in private.items() if v == "contacts"], contact_id=viewer_id
+        ).values_list("owner_id", flat=True)
+    }
+    viewers = Member.filter(user_id=viewer_id).values_list("conversation_id", flat=True)
+    talking = {
+        str(u)
+        for u in await Member.filter(
+            user_id__in=[u for u in private if u not in listing],
+            conversation_id__in=Subquery(viewers),
+        ).values_list("user_id", flat=True)
+    }
+    hidden = set(private) - listing - talking
+    return [_limited(c) if c.user_id in hidden else c for c in cards]
+
+
+def _limited(card: ProfileCard) -> ProfileCard:
+    return card.model_copy(
+        update={
+            "first_name": "",
+            "last_name": "",
+            "age": None,
+            "gender": "",
+            "interests": [],
+            "limited": True,
+        }
+    )
+
+
 async def blocked_between(user_id: str) -> set[str]:
     """Everyone this user blocked or was blocked by: they never see each other in search."""
     made = await Block.filter(blocker_id=user_id).values_list("blocked_id", flat=True)
@@ -108,38 +160,13 @@ class ProfileService:
         )
 
     async def card(self, viewer_id: str, user_id: str) -> ProfileCard:
-        """Another user's card; a user who blocked the viewer is not found.
-
-        The whole card goes to people the owner's ``visibility`` lets find them
-        (everyone; for ``contacts``, people whose number is in the owner's
-        address book) and to anyone who shares a conversation with them. Anyone
-        else sees only the handle, nickname and avatar (``limited``): an id
-        learnt somewhere must not open a profile its owner keeps out of search.
-        """
+        """Another user's card as the viewer may see it (:func:`as_seen_by`); a user who
+        blocked the viewer is not found."""
         if await Block.exists(blocker_id=user_id, blocked_id=viewer_id):
             raise ProfileNotFoundError("no such user")
         user, profile = await self._load(user_id)
-        card = _card(user, profile)
-        visibility = profile.visibility if profile else "everyone"
-        if viewer_id == user_id or visibility == "everyone":
-            return card
-        if visibility == "contacts" and await UserContact.exists(
-            owner_id=user_id, contact_id=viewer_id
-        ):
-            return card
-        theirs = Member.filter(user_id=user_id).values_list("conversation_id", flat=True)
-        if await Member.exists(user_id=viewer_id, conversation_id__in=Subquery(theirs)):
-            return card
-        return card.model_copy(
-            update={
-                "first_name": "",
-                "last_name": "",
-                "age": None,
-                "gender": "",
-                "interests": [],
-                "limited": True,
-            }
-        )
+        [card] = await as_seen_by(viewer_id, [_card(user, profile)])
+        return card
 
     async def update(self, user_id: str, change: ProfileUpdate) -> ProfileUpdated:
         if change.interests is not None:

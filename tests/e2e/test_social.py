@@ -712,6 +712,12 @@ async def test_cards_follow_visibility_unless_a_conversation_is_shared(
     assert (hidden["nickname"], hidden["code"]) == ("owner", (await owner.profile())["code"])
     assert details(await friend.profile_card(uid(owner))) == full, "in the owner's book"
     assert details(await owner.profile_card(uid(owner))) == full, "one's own card"
+    # Having someone's number finds them, but shows only what their visibility allows.
+    for viewer, shown in ((stranger, limited), (friend, full)):
+        [match] = (await viewer.upload_contacts([crowd.phone(owner)]))["matches"]
+        assert details(match["contact"]) == shown, viewer.device_name
+        [listed] = await viewer.contacts()
+        assert details(listed["contact"]) == shown
 
     await owner.update_profile(visibility="nobody")
     assert details(await friend.profile_card(uid(owner))) == limited
