@@ -484,7 +484,20 @@ class SocketHub:
         self.sio.on(event, dispatch)
 
     async def _on_unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
-        """Every event without a handler: an error ack, not silence (a typo would hang)."""
+        """Every event without a handler: an error ack, not silence (a typo would hang).
+
+        Counted against the sender's event limit like any other, so a flood of
+        made-up names is refused as cheaply as a flood of real ones.
+        """
+        principal = self._principals.get(sid)
+        if principal is not None and self._limiter is not None:
+            wait = await self._limiter(principal.user_id)
+            if wait > 0:
+                self._metrics.events_in.labels("unknown", "rate_limited").inc()
+                retry = int(wait) + 1
+                return error_ack(
+                    RateLimitedError(f"too many events; retry after {retry} s", retry_after=retry)
+                )
         self._metrics.events_in.labels("unknown", "unknown_event").inc()
         shown = event if len(event) <= 64 else event[:64] + "..."
         return error_ack(

@@ -66,6 +66,20 @@ async def test_rate_limit_answers_with_an_error_ack(sqlite_node: ServerProcess) 
         await bob.close()
 
 
+async def test_unknown_events_count_against_the_event_limit(sqlite_node: ServerProcess) -> None:
+    """A flood of made-up event names is refused like a flood of real events."""
+    eve = await signed_in_client(sqlite_node, "eve")
+    try:
+        acks = await asyncio.gather(
+            *(eve.sio.call("no:such-event", {}, timeout=10) for _ in range(100))
+        )
+        codes = [a["error"]["code"] for a in acks]
+        assert codes.count("rate_limited") >= 30, codes
+        assert set(codes) == {"unknown_event", "rate_limited"}
+    finally:
+        await eve.close()
+
+
 NEVER_SEEN = {"online": False, "last_seen": None}
 
 
