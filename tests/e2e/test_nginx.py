@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -230,6 +231,18 @@ async def test_https_answers_carry_hsts_and_parley_sees_https(balancer: Balancer
     assert health.headers["strict-transport-security"] == "max-age=63072000"
     assert redirect.status_code == 307
     assert redirect.headers["location"] == "https://chat.example.com/healthz"
+
+
+async def test_a_non_default_port_survives_the_balancer(balancer: Balancer) -> None:
+    """Parley sees the Host a client sent, port included: URLs it builds (a redirect here,
+    the same-origin check of sockets) point at the balancer's real address."""
+    assert urlsplit(balancer.url).port not in (None, 443)
+    async with httpx.AsyncClient(
+        base_url=balancer.url, verify=client_ssl_context(balancer)
+    ) as http:
+        redirect = await http.get("/healthz/")
+    assert redirect.status_code == 307
+    assert redirect.headers["location"] == f"{balancer.url}/healthz"
 
 
 async def test_plain_http_is_redirected_to_https_before_parley(
