@@ -18,7 +18,7 @@ from config.errors import ConflictError, InvalidRequestError, NotFoundError, Per
 from realtime.events import CHAT_REQUEST_NEW, CHAT_REQUEST_UPDATED, Emitter
 from server.chats.conversations import ConversationService
 from server.chats.schemas import ChatRequestOut, ChatRequestPage
-from server.users.profiles import cards
+from server.users.profiles import as_seen_by, cards
 from server.users.service import UserNotFoundError, UserService
 from storage.models import Block, ChatRequest
 
@@ -70,9 +70,11 @@ class ChatRequestService:
             request = await ChatRequest.create(
                 sender_id=user_id, recipient_id=to_id, text=text, mode=mode
             )
-        out = (await self._out([request]))[0]
-        await self._emitter.emit_to_users(CHAT_REQUEST_NEW, out.model_dump(mode="json"), [to_id])
-        return out
+        to_them = (await self._out([request], to_id))[0]
+        await self._emitter.emit_to_users(
+            CHAT_REQUEST_NEW, to_them.model_dump(mode="json"), [to_id]
+        )
+        return (await self._out([request], user_id))[0]
 
     async def accept(self, user_id: str, request_id: str) -> ChatRequestOut:
         request = await self._pending(request_id, recipient_id=user_id)
@@ -83,13 +85,15 @@ class ChatRequestService:
         conversation = await self._conversations.open_direct(
             user_id, str(request.sender_id), request.mode
         )
-        return await self._decide(request, "accepted", conversation_id=conversation.id)
+        return await self._decide(request, "accepted", user_id, conversation_id=conversation.id)
 
     async def decline(self, user_id: str, request_id: str) -> ChatRequestOut:
-        return await self._decide(await self._pending(request_id, recipient_id=user_id), "declined")
+        request = await self._pending(request_id, recipient_id=user_id)
+        return await self._decide(request, "declined", user_id)
 
     async def cancel(self, user_id: str, request_id: str) -> ChatRequestOut:
-        return await self._decide(await self._pending(request_id, sender_id=user_id), "cancelled")
+        request = await self._pending(request_id, sender_id=user_id)
+        return await self._decide(request, "cancelled", user_id)
 
     async def _pending(self, request_id: str, **party: str) -> ChatRequest:
         try:
@@ -103,7 +107,11 @@ class ChatRequestService:
         return request
 
     async def _decide(
-        self, request: ChatRequest, state: str, conversation_id: str | None = None
+        self,
+        request: ChatRequest,
+        state: str,
+        acting_id: str,
+        conversation_id: str | None = None,
     ) -> ChatRequestOut:
         changed = await ChatRequest.filter(id=request.id, state="pending").update(
             state=state, decided_at=datetime.now(UTC), conversation_id=conversation_id
@@ -111,13 +119,14 @@ class ChatRequestService:
         if not changed:
             raise ConflictError("this request was answered already", code="request_closed")
         await request.refresh_from_db()
-        out = (await self._out([request]))[0]
-        await self._emitter.emit_to_users(
-            CHAT_REQUEST_UPDATED,
-            out.model_dump(mode="json"),
-            [str(request.sender_id), str(request.recipient_id)],
-        )
-        return out
+        sender, recipient = str(request.sender_id), str(request.recipient_id)
+        views = {}
+        for party in (sender, recipient):
+            views[party] = (await self._out([request], party))[0]
+            await self._emitter.emit_to_users(
+                CHAT_REQUEST_UPDATED, views[party].model_dump(mode="json"), [party]
+            )
+        return views[acting_id]
 
     async def listing(
         self, user_id: str, box: str, state: str | None, before: str | None, limit: int
@@ -141,20 +150,27 @@ class ChatRequestService:
         rows = await query.order_by("-created_at").limit(limit + 1)
         page = rows[:limit]
         return ChatRequestPage(
-            requests=await self._out(page),
+            requests=await self._out(page, user_id),
             next_before=str(page[-1].id) if len(rows) > limit else None,
         )
 
-    async def _out(self, requests: list[ChatRequest]) -> list[ChatRequestOut]:
+    async def _out(self, requests: list[ChatRequest], viewer_id: str) -> list[ChatRequestOut]:
+        """The requests as ``viewer_id`` sees them: a sender sees the person they asked as
+        that person's visibility allows (``as_seen_by``); a recipient sees the sender
+        whole, since asking is showing oneself."""
         people = {
             c.user_id: c
             for c in await cards([str(u) for r in requests for u in (r.sender_id, r.recipient_id)])
         }
+        asked = {str(r.recipient_id) for r in requests if str(r.sender_id) == viewer_id}
+        seen = {c.user_id: c for c in await as_seen_by(viewer_id, [people[u] for u in asked])}
         return [
             ChatRequestOut(
                 id=str(r.id),
                 sender=people[str(r.sender_id)],
-                recipient=people[str(r.recipient_id)],
+                recipient=seen.get(str(r.recipient_id), people[str(r.recipient_id)])
+                if str(r.sender_id) == viewer_id
+                else people[str(r.recipient_id)],
                 text=r.text,
                 mode=r.mode,
                 state=r.state,

@@ -25,7 +25,7 @@ from config.errors import InvalidRequestError
 from realtime.events import CONTACT_JOINED, Emitter
 from server.contacts.cards import CARD_COLUMNS, card_from_row, profile_cards
 from server.contacts.numbers import Normalized, NumberNormalizer, phone_hash
-from server.users.profiles import card_of
+from server.users.profiles import card_of, limited, seen_whole_by
 from server.users.schemas import ProfileCard
 from storage import sql
 from storage.models import Block, Contact, Identity, PhoneDirectory, UserContact
@@ -332,7 +332,16 @@ class ContactService:
         if joined:
             card = await card_of(user_id)
             if card is not None:
-                await self._emit(CONTACT_JOINED, {"contact": card.model_dump(mode="json")}, joined)
+                # Holding someone's number finds them; their card is as they allow.
+                whole = await seen_whole_by(user_id, joined)
+                for shown, told in (
+                    (card, [o for o in joined if o in whole]),
+                    (limited(card), [o for o in joined if o not in whole]),
+                ):
+                    if told:
+                        await self._emit(
+                            CONTACT_JOINED, {"contact": shown.model_dump(mode="json")}, told
+                        )
         return joined
 
     async def _drop_stale(self, user_id: str, wanted: set[str]) -> None:

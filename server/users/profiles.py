@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from config.errors import InvalidRequestError, NotFoundError
@@ -28,6 +27,7 @@ from server.users.schemas import (
     StatusOut,
     StatusRequest,
 )
+from server.users.service import shares_with, taken_part_in
 from storage import outbox
 from storage.models import Block, Member, Profile, StatusChange, User, UserContact
 
@@ -84,7 +84,8 @@ async def as_seen_by(viewer_id: str, cards: list[ProfileCard]) -> list[ProfileCa
 
     The whole card goes to people the owner's ``visibility`` lets find them
     (everyone; for ``contacts``, people whose number is in the owner's address
-    book) and to anyone who shares a conversation with them. Anyone else sees
+    book) and to people they talk with (``shares_with``: a conversation the
+    owner took part in, not one someone opened at them). Anyone else sees
     only the handle, nickname and avatar (``limited``): an id learnt somewhere,
     or a number in one's own address book, must not open a profile its owner
     keeps out of search.
@@ -106,16 +107,35 @@ async def as_seen_by(viewer_id: str, cards: list[ProfileCard]) -> list[ProfileCa
             owner_id__in=[u for u, v in private.items() if v == "contacts"], contact_id=viewer_id
         ).values_list("owner_id", flat=True)
     }
-    viewers = Member.filter(user_id=viewer_id).values_list("conversation_id", flat=True)
-    talking = {
-        str(u)
-        for u in await Member.filter(
-            user_id__in=[u for u in private if u not in listing],
-            conversation_id__in=Subquery(viewers),
-        ).values_list("user_id", flat=True)
-    }
+    talking = await shares_with(viewer_id, {u for u in private if u not in listing})
     hidden = set(private) - listing - talking
     return [_limited(c) if c.user_id in hidden else c for c in cards]
+
+
+async def seen_whole_by(owner_id: str, viewers: list[str]) -> set[str]:
+    """Those of ``viewers`` who may see ``owner_id``'s whole card (the rule of
+    :func:`as_seen_by`, for one owner and many viewers: a notice to many people)."""
+    profile = await Profile.get_or_none(user_id=owner_id)
+    visibility = profile.visibility if profile else "everyone"
+    if visibility == "everyone":
+        return set(viewers)
+    allowed: set[str] = set()
+    if visibility == "contacts":
+        allowed |= {
+            str(u)
+            for u in await UserContact.filter(
+                owner_id=owner_id, contact_id__in=viewers
+            ).values_list("contact_id", flat=True)
+        }
+    talked = await Member.filter(
+        conversation_id__in=await taken_part_in(owner_id), user_id__in=viewers
+    ).values_list("user_id", flat=True)
+    return allowed | {str(u) for u in talked}
+
+
+def limited(card: ProfileCard) -> ProfileCard:
+    """Only the handle, nickname and avatar of a card."""
+    return _limited(card)
 
 
 def _limited(card: ProfileCard) -> ProfileCard:

@@ -13,7 +13,7 @@ from tortoise.transactions import in_transaction
 from config.errors import NotFoundError
 from server.users.schemas import MeOut, UserOut
 from storage import outbox, sql
-from storage.models import Block, Identity, Member, User
+from storage.models import Block, Conversation, Identity, Member, Message, User
 
 _CODE_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l look-alikes
 _CODE_LENGTH = 12
@@ -26,6 +26,53 @@ class UserNotFoundError(NotFoundError):
 def new_user_code() -> str:
     """Seed 000's stable public ``code``: 12 symbols, 60 random bits."""
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(_CODE_LENGTH))
+
+
+async def taken_part_in(user_id: str) -> list[str]:
+    """The conversations this user took part in: created (a direct one by opening it or
+    accepting a chat request) or sent a message in. Being added by someone else, or
+    having a direct conversation opened at one, is not taking part."""
+    mine = Member.filter(user_id=user_id).values_list("conversation_id", flat=True)
+    created = await Conversation.filter(id__in=Subquery(mine), created_by_id=user_id).values_list(
+        "id", flat=True
+    )
+    # (conversation, sender) leads a unique index of messages: a short probe per
+    # conversation, not a scan of the user's messages.
+    spoke = (
+        await Message.filter(conversation_id__in=Subquery(mine), sender_id=user_id)
+        .distinct()
+        .values_list("conversation_id", flat=True)
+    )
+    return sorted({str(c) for c in (*created, *spoke)})
+
+
+async def shares_with(viewer_id: str, others: set[str]) -> set[str]:
+    """Those of ``others`` who share with the viewer a conversation they took part in.
+
+    What lets someone see a person's presence and whole profile card: a person
+    is seen by the people they chose to talk with, not by whoever opened a
+    conversation with them or added them to a group.
+    """
+    if not others:
+        return set()
+    viewers = Member.filter(user_id=viewer_id).values_list("conversation_id", flat=True)
+    pairs = await Member.filter(
+        conversation_id__in=Subquery(viewers), user_id__in=list(others)
+    ).values_list("user_id", "conversation_id")
+    if not pairs:
+        return set()
+    conversations = list({str(c) for _, c in pairs})
+    people = list({str(u) for u, _ in pairs})
+    created = await Conversation.filter(id__in=conversations, created_by_id__in=people).values_list(
+        "created_by_id", "id"
+    )
+    spoke = (
+        await Message.filter(conversation_id__in=conversations, sender_id__in=people)
+        .distinct()
+        .values_list("sender_id", "conversation_id")
+    )
+    active = {(str(u), str(c)) for u, c in (*created, *spoke)}
+    return {str(u) for u, c in pairs if (str(u), str(c)) in active}
 
 
 async def _blocks_with(user_id: str, others: set[str]) -> set[str]:
@@ -109,11 +156,10 @@ class UserService:
         return MeOut(**user_out(user).model_dump(), phones=[str(p) for p in phones])
 
     async def peers(self, user_id: str, *, limit: int = 5000) -> list[str]:
-        """Who sees this user come and go: the user and everyone who shares a conversation
-        with them, less anyone on either side of a block with them."""
-        conversations = Member.filter(user_id=user_id).values_list("conversation_id", flat=True)
+        """Who sees this user come and go: the user and the members of every conversation
+        the user took part in (:func:`taken_part_in`), less either side of a block."""
         peers = (
-            await Member.filter(conversation_id__in=Subquery(conversations))
+            await Member.filter(conversation_id__in=await taken_part_in(user_id))
             .distinct()
             .limit(limit)
             .values_list("user_id", flat=True)
@@ -124,13 +170,7 @@ class UserService:
     async def presence_visible(self, viewer_id: str, user_ids: list[str]) -> set[str]:
         """Those of ``user_ids`` whose presence the viewer may see: by the rule of
         :meth:`peers`, seen from the other side."""
-        conversations = Member.filter(user_id=viewer_id).values_list("conversation_id", flat=True)
-        shared = await (
-            Member.filter(conversation_id__in=Subquery(conversations), user_id__in=user_ids)
-            .distinct()
-            .values_list("user_id", flat=True)
-        )
-        visible = {str(u) for u in shared}
+        visible = await shares_with(viewer_id, set(user_ids) - {viewer_id})
         return (visible - await _blocks_with(viewer_id, visible)) | ({viewer_id} & set(user_ids))
 
     async def exists(self, user_id: str) -> bool:

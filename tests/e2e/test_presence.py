@@ -27,7 +27,7 @@ async def test_presence_crosses_nodes(cluster: tuple[ServerProcess, ServerProces
     alice = await signed_in_client(node1, "alice")
     bob = await signed_in_client(node2, "bob", connect=False)
     try:
-        await alice.open_direct(bob.user_id or "", mode="plaintext")
+        await bob.open_direct(alice.user_id or "", mode="plaintext")  # bob takes part
         await bob.connect()
         await _presence_event(alice, bob.user_id or "", True)
         async with httpx.AsyncClient(base_url=node1.url) as http:
@@ -93,8 +93,10 @@ async def test_presence_is_for_people_who_share_a_conversation_and_no_block(
     ]
     a, b, c, d = (x.user_id or "" for x in (ana, ben, cy, dee))
     try:
-        await ana.open_direct(b, mode="plaintext")
+        await ben.open_direct(a, mode="plaintext")  # each opens one: both take part
+        await ana.open_direct(b, mode="encrypted")
         await ben.open_direct(d, mode="plaintext")
+        await dee.open_direct(b, mode="encrypted")
         nobody = "00000000-0000-4000-8000-000000000000"
 
         seen_by_ana = await ana.presence([b, c, a, nobody])
@@ -102,6 +104,14 @@ async def test_presence_is_for_people_who_share_a_conversation_and_no_block(
         assert seen_by_ana[c] == NEVER_SEEN, "cy shares no conversation with ana"
         assert seen_by_ana[nobody] == NEVER_SEEN
         assert await cy.presence([a, b]) == {a: NEVER_SEEN, b: NEVER_SEEN}
+        # Opening a conversation at someone, or adding them to a group, shows nothing of them
+        # until they take part in it.
+        at_ana = await cy.open_direct(a, mode="plaintext")
+        await cy.create_group("watchers", member_ids=[a, b], mode="plaintext")
+        assert await cy.presence([a, b]) == {a: NEVER_SEEN, b: NEVER_SEEN}
+        await ana.send_text(at_ana["id"], "hello, who are you?")
+        assert (await cy.presence([a]))[a]["online"] is True, "ana answered"
+        assert await cy.presence([b]) == {b: NEVER_SEEN}
         # Upper-case ids name the same users.
         assert (await ana.presence([b.upper()]))[b]["online"] is True
 

@@ -430,6 +430,28 @@ async def link_phone(node: ServerProcess, client: ParleyClient, phone: str) -> d
     return linked
 
 
+async def test_contact_joined_shows_the_card_as_its_owner_allows(
+    sqlite_node: ServerProcess, crowd: Crowd
+) -> None:
+    """Holding a number tells you its owner joined, with only the card they allow you."""
+    owner, holder = await crowd.join(sqlite_node, "owner", "holder")
+    await owner.update_profile(first_name="Hidden", age=30, visibility="nobody")
+    hidden_number, open_number = fresh_phone(), fresh_phone()
+    await holder.upload_contacts([hidden_number, open_number])
+    await link_phone(sqlite_node, owner, hidden_number)
+    joined = await holder.next_event(CONTACT_JOINED, timeout=PATIENCE)
+    card = joined["contact"]
+    assert card["user_id"] == uid(owner) and card["nickname"] == "owner"
+    assert (card["first_name"], card["age"], card["limited"]) == ("", None, True)
+
+    await owner.update_profile(visibility="everyone")
+    await holder.clear_contacts()
+    await holder.upload_contacts([open_number])
+    await link_phone(sqlite_node, owner, open_number)
+    card = (await holder.next_event(CONTACT_JOINED, timeout=PATIENCE))["contact"]
+    assert (card["first_name"], card["age"], card["limited"]) == ("Hidden", 30, False)
+
+
 async def test_linking_and_unlinking_a_number_updates_who_has_whom(
     sqlite_node: ServerProcess, crowd: Crowd
 ) -> None:
@@ -721,6 +743,18 @@ async def test_cards_follow_visibility_unless_a_conversation_is_shared(
 
     await owner.update_profile(visibility="nobody")
     assert details(await friend.profile_card(uid(owner))) == limited
+    # A conversation opened at the owner, or a group they were put in, shows nothing more.
+    await stranger.open_direct(uid(owner), mode="plaintext")
+    await stranger.create_group("curious", member_ids=[uid(owner)], mode="plaintext")
+    assert details(await stranger.profile_card(uid(owner))) == limited
+    # Asking for a chat shows the asker whole to the one asked, not the other way round.
+    asked = await stranger.request_chat(uid(owner), "hi")
+    assert details(asked["recipient"]) == limited and asked["recipient"]["limited"] is True
+    assert asked["sender"]["limited"] is False
+    [outgoing] = await stranger.chat_requests("outgoing")
+    assert details(outgoing["recipient"]) == limited
+    [incoming] = await owner.chat_requests("incoming")
+    assert incoming["sender"]["limited"] is False
     await owner.open_direct(uid(member), mode="plaintext")
     shown = await member.profile_card(uid(owner))
     assert details(shown) == full and shown["interests"] == ["science"], "a shared conversation"
