@@ -137,6 +137,7 @@ class EmailPasswordService:
         """Create the account (unverified) and mail a link; returns the display address."""
         key, display = normalize_email(email)
         validate_password_strength(password, forbidden=_forbidden(login, key))
+        await self._count_verification_mail(key)
         if await Identity.exists(kind="email", value=key):
             # Spend the same argon2 work as a new account, so the answer's timing
             # does not tell whether the address is taken.
@@ -175,6 +176,7 @@ class EmailPasswordService:
         owner = await Identity.get_or_none(kind="email", value=key)
         if owner is not None and str(owner.user_id) == user_id:
             return display
+        await self._count_verification_mail(key)
         token = await self._new_token(user_id, VERIFY_EMAIL, key, display)
         await self._send_verification(display, token)
         return display
@@ -256,6 +258,8 @@ class EmailPasswordService:
             raise ConflictError(
                 "email: this address now belongs to another account", code="identity_taken"
             ) from None
+        # A reset link mailed to the old address must not outlive the change.
+        await self._expire_resets(str(row.user_id))
         log.info("e-mail verified", extra={"user_id": str(row.user_id)})
         return VerifiedEmail(user_id=str(row.user_id), email=row.email_display or row.email)
 
@@ -322,6 +326,17 @@ class EmailPasswordService:
             s.password_reset_per_email_per_hour,
         )
 
+    async def _count_verification_mail(self, key: str) -> None:
+        """Registrations and address changes mail an address too: at most
+        ``verify_resend_per_email_per_hour`` of them an hour, so nobody can bury an
+        inbox under confirmation mails by registering logins in a loop."""
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        await self._count_request(
+            f"rl:verify-mail:email:{digest}",
+            self._settings.verify_resend_per_email_per_hour,
+            "for this e-mail address",
+        )
+
     async def _accept_mail_request(
         self, action: str, email: str, client: ClientInfo, per_ip: int, per_email: int
     ) -> str:
@@ -386,6 +401,7 @@ class EmailPasswordService:
         user = await User.get(id=row.user_id)
         user.password_hash = await self._passwords.hash(new_password)
         await user.save(update_fields=["password_hash", "updated_at"])
+        await self._expire_resets(str(user.id))  # the other links mailed before this one
         await self._sessions.revoke_all(str(user.id), reason="password_reset")
 
     async def set_password(self, user_id: str, current: str | None, new_password: str) -> None:
@@ -398,8 +414,16 @@ class EmailPasswordService:
         validate_password_strength(new_password, forbidden=await _forbidden_for(user_id))
         user.password_hash = await self._passwords.hash(new_password)
         await user.save(update_fields=["password_hash", "updated_at"])
+        await self._expire_resets(user_id)
 
     # -- helpers ------------------------------------------------------------
+
+    async def _expire_resets(self, user_id: str) -> None:
+        """Unused reset links of the account stop working (the password or address changed)."""
+        now = datetime.now(UTC)
+        await ActionToken.filter(
+            user_id=user_id, purpose=RESET_PASSWORD, used_at=None, expires_at__gt=now
+        ).update(expires_at=now)
 
     async def _new_token(self, user_id: str, purpose: str, email: str, display: str) -> str:
         token = secrets.token_urlsafe(32)

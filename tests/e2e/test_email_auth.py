@@ -850,6 +850,68 @@ async def test_change_email_moves_sign_in_to_the_new_address(
     assert [(i["display"], i["verified"]) for i in emails] == [(new_email, True)]
 
 
+async def test_registrations_mail_an_address_at_most_five_times_an_hour(
+    http: httpx.AsyncClient,
+) -> None:
+    """Registering logins in a loop cannot bury someone's inbox in confirmation mails."""
+    victim = new_account().email
+    for i in range(5):
+        response = await register(
+            http, Account(f"{new_account().login}{i}", victim, "x" * 8 + "yz1")
+        )
+        assert response.status_code == 202, response.text
+    over = await register(http, Account(new_account().login, victim.upper(), "x" * 8 + "yz1"))
+    assert over.status_code == 429 and error_code(over) == "rate_limited", over.text
+    assert int(over.headers["Retry-After"]) > 0
+    assert (await register(http, new_account())).status_code == 202, "other addresses go on"
+
+
+async def test_reset_links_die_when_the_password_or_address_changes(
+    node: ServerProcess, http: httpx.AsyncClient
+) -> None:
+    """A reset link stops working once another reset link was used, the password was set,
+    or the address it was mailed to is no longer the account's."""
+    account = new_account()
+    await register_verified(http, node, account)
+    for change in ("reset", "set password", "new address"):
+        stale = await request_reset_token(http, node, account)
+        password = f"{account.password} {change}"
+        if change == "reset":
+            fresh = await request_reset_token(http, node, account)
+            used = await http.post(
+                "/v1/auth/email/password-reset/confirm", json={"token": fresh, "password": password}
+            )
+            assert used.status_code == 204, used.text
+        else:
+            tokens = await signed_in(http, account.login, account.password)
+            if change == "set password":
+                response = await http.put(
+                    "/v1/me/password",
+                    json={"current_password": account.password, "new_password": password},
+                    headers=auth(tokens["access_token"]),
+                )
+                assert response.status_code == 204, response.text
+            else:
+                moved = new_account().email
+                response = await http.post(
+                    "/v1/me/email", json={"email": moved}, headers=auth(tokens["access_token"])
+                )
+                assert response.status_code == 202, response.text
+                link = link_token((await next_email(node, moved))["text"])
+                verified = await http.post("/v1/auth/email/verify", json={"token": link})
+                assert verified.status_code == 200, verified.text
+                password = account.password
+        refused = await http.post(
+            "/v1/auth/email/password-reset/confirm",
+            json={"token": stale, "password": f"{password} again"},
+        )
+        assert refused.status_code == 422, (change, refused.text)
+        assert error_code(refused) == "invalid_link", change
+        account = Account(account.login, account.email, password)
+        if change == "new address":
+            break
+
+
 @pytest.mark.parametrize("first_way", ["phone", "ethereum"])
 async def test_phone_or_wallet_account_adds_email_and_password(
     node: ServerProcess, http: httpx.AsyncClient, first_way: str
