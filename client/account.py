@@ -8,6 +8,8 @@ challenge-sign-verify round trip) and raises ``ParleyApiError`` on an error answ
 from __future__ import annotations
 
 import base64
+import hashlib
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -35,6 +37,9 @@ def _raw(key: Any) -> bytes:
 
 class AccountMethods:
     """HTTP calls for e-mail + password, wallets, identities, sessions and devices."""
+
+    # The verifier of the OpenID Connect flow this client started last ("" before one).
+    oidc_verifier: str = ""
 
     if TYPE_CHECKING:
 
@@ -176,15 +181,25 @@ class AccountMethods:
         to :meth:`exchange_oidc_code`) or ``#parley_error=<code>``. It is opened
         in the browser, not fetched here: the sign-in is bound to that browser.
         """
-        query = urlencode({"return_to": return_to})
+        query = urlencode({"return_to": return_to, "app_challenge": self._new_oidc_challenge()})
         return f"{self.base_url}/v1/auth/oidc/{quote(provider, safe='')}/start?{query}"
+
+    def _new_oidc_challenge(self) -> str:
+        # The app's PKCE pair: only this client can spend the code the flow ends with.
+        self.oidc_verifier = secrets.token_urlsafe(32)
+        digest = hashlib.sha256(self.oidc_verifier.encode()).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     async def exchange_oidc_code(self, code: str) -> dict[str, Any]:
         """Spend the ``parley_code`` of the return URL: a session (the account on first use)."""
         tokens: dict[str, Any] = await self.request(
             "POST",
             "/v1/auth/oidc/exchange",
-            json={"code": code, "device_name": self.device_name},
+            json={
+                "code": code,
+                "app_verifier": self.oidc_verifier,
+                "device_name": self.device_name,
+            },
             auth=False,
         )
         self._store_tokens(tokens)
@@ -195,14 +210,16 @@ class AccountMethods:
         result = await self.request(
             "POST",
             f"/v1/me/identities/oidc/{quote(provider, safe='')}/start",
-            json={"return_to": return_to},
+            json={"return_to": return_to, "app_challenge": self._new_oidc_challenge()},
         )
         return str(result["authorization_url"])
 
     async def finish_oidc_link(self, code: str) -> dict[str, Any]:
         """Spend the ``parley_code`` a link came back with: the linked identity."""
         result: dict[str, Any] = await self.request(
-            "POST", "/v1/me/identities/oidc/finish", json={"code": code}
+            "POST",
+            "/v1/me/identities/oidc/finish",
+            json={"code": code, "app_verifier": self.oidc_verifier},
         )
         return result
 

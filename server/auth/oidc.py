@@ -181,15 +181,27 @@ class OidcService:
         return_to: str,
         client: ClientInfo,
         *,
+        app_challenge: str,
         browser_id: str | None = None,
         link_user_id: str | None = None,
     ) -> Started:
-        """The provider's authorization URL for a sign-in, or a link to ``link_user_id``."""
+        """The provider's authorization URL for a sign-in, or a link to ``link_user_id``.
+
+        ``app_challenge`` is the app's own S256 challenge: the code this flow ends
+        with is spent only with its verifier, so a code that reaches another app
+        (a planted link, a custom scheme two apps claim) is worth nothing there.
+        """
         provider = self.check_start(slug, return_to)
         await self._limit(client)
         metadata = await provider.metadata()
         state = new_token()
-        record = {"p": provider.slug, "purpose": SIGN_IN, "user": "", "return_to": return_to}
+        record = {
+            "p": provider.slug,
+            "purpose": SIGN_IN,
+            "user": "",
+            "return_to": return_to,
+            "app": app_challenge,
+        }
         if link_user_id is None:
             if browser_id is None or not _TOKEN.fullmatch(browser_id):
                 browser_id = new_token()
@@ -250,7 +262,13 @@ class OidcService:
         return _with_fragment(return_to, "parley_code", one_time)
 
     async def exchange(
-        self, code: str, *, device_name: str, client: ClientInfo, browser_id: str | None = None
+        self,
+        code: str,
+        *,
+        app_verifier: str,
+        device_name: str,
+        client: ClientInfo,
+        browser_id: str | None = None,
     ) -> TokenPair:
         """Spend a sign-in code: a session for the identity's account, created on first use.
 
@@ -259,7 +277,7 @@ class OidcService:
         link (login CSRF) is refused there. Native apps, whose exchange call
         carries no cookie, keep their own state to the same end (docs/API.md).
         """
-        record = await self._spend_code(code)
+        record = await self._spend_code(code, app_verifier)
         if record["purpose"] != SIGN_IN:
             raise OidcCodeError("this code links an identity; it cannot sign in")
         if (
@@ -289,9 +307,9 @@ class OidcService:
             new_user=created,
         )
 
-    async def finish_link(self, user_id: str, code: str) -> IdentityOut:
+    async def finish_link(self, user_id: str, code: str, app_verifier: str) -> IdentityOut:
         """Spend a link code for the account that started the link: the linked identity."""
-        record = await self._spend_code(code)
+        record = await self._spend_code(code, app_verifier)
         # Only the account that started the link may finish it, so a link URL
         # sent to someone else cannot attach their identity to the sender.
         if record["purpose"] != LINK or record["user"] != user_id:
@@ -337,6 +355,7 @@ class OidcService:
             "purpose": record["purpose"],
             "user": record["user"],
             "browser": record.get("browser", ""),
+            "app": record.get("app", ""),
             "value": value,
             "display": _clean(f"{provider.settings.label}: {label}", _DISPLAY_CHARS),
             "nickname": _clean(claims.name or claims.preferred_username, _NICKNAME_CHARS),
@@ -357,10 +376,12 @@ class OidcService:
                 id_token, jwks, issuer=s.issuer, client_id=s.client_id, nonce=nonce
             )
 
-    async def _spend_code(self, code: str) -> dict[str, str]:
+    async def _spend_code(self, code: str, app_verifier: str) -> dict[str, str]:
         record = await self._spend("oidc:code", code)
         if record is None:
             raise OidcCodeError("this code is unknown, expired or used; sign in again")
+        if not constant_time_equal(pkce_challenge(app_verifier), record.get("app", "")):
+            raise OidcCodeError("this code was not asked for with this app_verifier")
         return record
 
     async def _spend(self, namespace: str, token: str) -> dict[str, str] | None:

@@ -16,6 +16,7 @@ from config.errors import ParleyError
 from config.settings import RETURN_URL_MAX_CHARS
 from server.auth.oidc import BROWSER_COOKIE, STATE_TTL, OidcService
 from server.auth.oidc_schemas import (
+    APP_CHALLENGE_HELP,
     OidcExchangeRequest,
     OidcLinkFinishRequest,
     OidcLinkStartRequest,
@@ -82,6 +83,9 @@ async def start_oidc_sign_in(
             description="The app's URL to come back to (PARLEY_AUTH_OIDC_RETURN_URLS)",
         ),
     ],
+    app_challenge: Annotated[
+        str, Query(pattern=r"^[A-Za-z0-9_-]{43}$", description=APP_CHALLENGE_HELP)
+    ],
     request: Request,
     oidc: OidcDep,
     client: ClientDep,
@@ -96,7 +100,11 @@ async def start_oidc_sign_in(
     oidc.check_start(provider, return_to)
     try:
         started = await oidc.start(
-            provider, return_to, client, browser_id=request.cookies.get(BROWSER_COOKIE)
+            provider,
+            return_to,
+            client,
+            app_challenge=app_challenge,
+            browser_id=request.cookies.get(BROWSER_COOKIE),
         )
     except ParleyError as exc:
         return _redirect(oidc.error_return(return_to, exc))
@@ -163,6 +171,7 @@ async def exchange_oidc_code(
     """
     return await oidc.exchange(
         body.code,
+        app_verifier=body.app_verifier,
         device_name=body.device_name,
         client=client,
         browser_id=request.cookies.get(BROWSER_COOKIE),
@@ -186,7 +195,13 @@ async def start_oidc_link(
     client: ClientDep,
 ) -> OidcLinkStartResponse:
     """The provider URL to open; the code it returns with links only to this account."""
-    started = await oidc.start(provider, body.return_to, client, link_user_id=principal.user_id)
+    started = await oidc.start(
+        provider,
+        body.return_to,
+        client,
+        app_challenge=body.app_challenge,
+        link_user_id=principal.user_id,
+    )
     return OidcLinkStartResponse(authorization_url=started.authorization_url, expires_in=STATE_TTL)
 
 
@@ -202,4 +217,4 @@ async def finish_oidc_link(
     body: OidcLinkFinishRequest, principal: PrincipalDep, oidc: OidcDep
 ) -> IdentityOut:
     """Spend the code from the return URL: the provider identity joins this account."""
-    return await oidc.finish_link(principal.user_id, body.code)
+    return await oidc.finish_link(principal.user_id, body.code, body.app_verifier)

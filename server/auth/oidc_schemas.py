@@ -12,6 +12,14 @@ from server.auth.schemas import DeviceName
 # secrets.token_urlsafe(32): exactly 43 URL-safe characters.
 OidcCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
 ReturnUrl = Annotated[str, StringConstraints(min_length=1, max_length=RETURN_URL_MAX_CHARS)]
+# The app's own PKCE pair (RFC 7636 S256): the challenge at the start, the verifier
+# when the code is spent, so only the app that started a sign-in can finish it.
+AppChallenge = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
+AppVerifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._~-]{43,128}$")]
+APP_CHALLENGE_HELP = (
+    "BASE64URL(SHA-256(app_verifier)) without padding: the app keeps the verifier and "
+    "sends it with the code"
+)
 
 
 class _Strict(BaseModel):
@@ -29,6 +37,7 @@ class OidcProviderList(BaseModel):
 
 class OidcExchangeRequest(_Strict):
     code: OidcCode = Field(description="`parley_code` from the return URL's fragment")
+    app_verifier: AppVerifier = Field(description="The verifier of the start's `app_challenge`")
     device_name: DeviceName = ""
 
 
@@ -36,6 +45,7 @@ class OidcLinkStartRequest(_Strict):
     return_to: ReturnUrl = Field(
         description="Where the browser goes afterwards (PARLEY_AUTH_OIDC_RETURN_URLS)"
     )
+    app_challenge: AppChallenge = Field(description=APP_CHALLENGE_HELP)
 
 
 class OidcLinkStartResponse(BaseModel):
@@ -45,3 +55,4 @@ class OidcLinkStartResponse(BaseModel):
 
 class OidcLinkFinishRequest(_Strict):
     code: OidcCode = Field(description="`parley_code` from the return URL's fragment")
+    app_verifier: AppVerifier = Field(description="The verifier of the start's `app_challenge`")

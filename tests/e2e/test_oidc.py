@@ -9,6 +9,8 @@ node sends it to the app's return URL, whose fragment it reads.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +39,12 @@ NATIVE_APP = "parley-test:/oauth"
 TIMEOUT = 1.5
 EXCHANGE = "/v1/auth/oidc/exchange"
 LINK_FINISH = "/v1/me/identities/oidc/finish"
+# The app's own PKCE pair (the tests play one app): the challenge at each start, the
+# verifier with each code.
+APP_VERIFIER = "test-app-verifier-" + "v" * 40
+APP_CHALLENGE = (
+    base64.urlsafe_b64encode(hashlib.sha256(APP_VERIFIER.encode()).digest()).rstrip(b"=").decode()
+)
 
 
 class Provider:
@@ -148,7 +156,8 @@ async def http(node: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def start_url(slug: str = "test", return_to: str = APP) -> str:
-    return f"/v1/auth/oidc/{slug}/start?{urlencode({'return_to': return_to})}"
+    query = urlencode({"return_to": return_to, "app_challenge": APP_CHALLENGE})
+    return f"/v1/auth/oidc/{slug}/start?{query}"
 
 
 async def browse(browser: httpx.AsyncClient, url: str) -> httpx.Response:
@@ -182,7 +191,9 @@ async def sign_in_code(browser: httpx.AsyncClient, slug: str = "test", return_to
 
 
 async def exchange(http: httpx.AsyncClient, code: str) -> httpx.Response:
-    return await http.post(EXCHANGE, json={"code": code, "device_name": "oidc test"})
+    return await http.post(
+        EXCHANGE, json={"code": code, "app_verifier": APP_VERIFIER, "device_name": "oidc test"}
+    )
 
 
 async def sign_in(
@@ -219,7 +230,9 @@ async def link_code(
     browser: httpx.AsyncClient, http: httpx.AsyncClient, token: str, slug: str = "test"
 ) -> str:
     started = await http.post(
-        f"/v1/me/identities/oidc/{slug}/start", json={"return_to": APP}, headers=bearer(token)
+        f"/v1/me/identities/oidc/{slug}/start",
+        json={"return_to": APP, "app_challenge": APP_CHALLENGE},
+        headers=bearer(token),
     )
     assert started.status_code == 200, started.text
     assert started.json()["expires_in"] == 600
@@ -372,7 +385,7 @@ async def test_return_urls_off_the_allow_list_are_refused(
     assert "location" not in response.headers and "set-cookie" not in response.headers
     linked = await http.post(
         "/v1/me/identities/oidc/test/start",
-        json={"return_to": return_to},
+        json={"return_to": return_to, "app_challenge": APP_CHALLENGE},
         headers=bearer(str(phone_user.access_token)),
     )
     assert linked.status_code == 422, linked.text
@@ -516,9 +529,11 @@ async def test_a_code_planted_in_another_browser_is_refused_there(
     async with httpx.AsyncClient(base_url=node.url, timeout=15) as victim:
         await victim.get(start_url())  # the victim's browser carries its sign-in cookie
         planted = await sign_in_code(browser)
-        refused = await victim.post(EXCHANGE, json={"code": planted})
+        refused = await victim.post(EXCHANGE, json={"code": planted, "app_verifier": APP_VERIFIER})
         assert_error(refused, 401, "oidc_code_invalid")
-    own = await browser.post(EXCHANGE, json={"code": await sign_in_code(browser)})
+    own = await browser.post(
+        EXCHANGE, json={"code": await sign_in_code(browser), "app_verifier": APP_VERIFIER}
+    )
     assert own.status_code == 200, own.text
     # Without the cookie (a native app's own HTTP client) the code is taken as before.
     assert (await exchange(http, await sign_in_code(browser))).status_code == 200
@@ -584,7 +599,9 @@ async def test_linking_an_identity_of_another_account_is_409(
     owner = await sign_in(browser, http)
     code = await link_code(browser, http, str(phone_user.access_token))
     answer = await http.post(
-        LINK_FINISH, json={"code": code}, headers=bearer(str(phone_user.access_token))
+        LINK_FINISH,
+        json={"code": code, "app_verifier": APP_VERIFIER},
+        headers=bearer(str(phone_user.access_token)),
     )
     assert_error(answer, 409, "identity_taken")
     assert (await sign_in(browser, http))["user_id"] == owner["user_id"]
@@ -602,7 +619,9 @@ async def test_link_and_sign_in_codes_do_not_cross(
     try:
         code = await link_code(browser, http, str(phone_user.access_token))
         answer = await http.post(
-            LINK_FINISH, json={"code": code}, headers=bearer(str(other.access_token))
+            LINK_FINISH,
+            json={"code": code, "app_verifier": APP_VERIFIER},
+            headers=bearer(str(other.access_token)),
         )
         assert_error(answer, 401, "oidc_code_invalid")
         assert_error(
@@ -612,7 +631,9 @@ async def test_link_and_sign_in_codes_do_not_cross(
         )
         sign_in_only = await sign_in_code(browser)
         answer = await http.post(
-            LINK_FINISH, json={"code": sign_in_only}, headers=bearer(str(phone_user.access_token))
+            LINK_FINISH,
+            json={"code": sign_in_only, "app_verifier": APP_VERIFIER},
+            headers=bearer(str(phone_user.access_token)),
         )
         assert_error(answer, 401, "oidc_code_invalid")
         assert sorted(i["kind"] for i in await phone_user.identities()) == ["phone"]
@@ -622,9 +643,11 @@ async def test_link_and_sign_in_codes_do_not_cross(
 
 async def test_link_needs_a_signed_in_account(http: httpx.AsyncClient) -> None:
     """Starting or finishing a link without an access token is a 401."""
-    started = await http.post("/v1/me/identities/oidc/test/start", json={"return_to": APP})
+    started = await http.post(
+        "/v1/me/identities/oidc/test/start", json={"return_to": APP, "app_challenge": APP_CHALLENGE}
+    )
     assert started.status_code == 401
-    finished = await http.post(LINK_FINISH, json={"code": "a" * 43})
+    finished = await http.post(LINK_FINISH, json={"code": "a" * 43, "app_verifier": APP_VERIFIER})
     assert finished.status_code == 401
 
 
@@ -644,7 +667,7 @@ async def test_unknown_provider_is_404(
     assert_error(
         await http.post(
             "/v1/me/identities/oidc/nope/start",
-            json={"return_to": APP},
+            json={"return_to": APP, "app_challenge": APP_CHALLENGE},
             headers=bearer(str(phone_user.access_token)),
         ),
         404,
@@ -669,8 +692,11 @@ async def test_unknown_provider_is_404(
         ("GET", "/v1/auth/oidc/" + "p" * 300 + "/start?return_to=x", None),
         ("GET", "/v1/auth/oidc/test/start", None),
         ("POST", EXCHANGE, {"code": "short"}),
-        ("POST", EXCHANGE, {"code": "a" * 43, "device_name": "d" * 500}),
-        ("POST", EXCHANGE, {"code": "a" * 43, "extra": 1}),
+        ("POST", EXCHANGE, {"code": "a" * 43, "app_verifier": "v" * 43, "device_name": "d" * 500}),
+        ("POST", EXCHANGE, {"code": "a" * 43, "app_verifier": "v" * 43, "extra": 1}),
+        ("POST", EXCHANGE, {"code": "a" * 43}),
+        ("POST", EXCHANGE, {"code": "a" * 43, "app_verifier": "v" * 42}),
+        ("GET", "/v1/auth/oidc/test/start?" + urlencode({"return_to": APP}), None),
     ],
 )
 async def test_oversized_or_malformed_input_is_422(
@@ -678,6 +704,22 @@ async def test_oversized_or_malformed_input_is_422(
 ) -> None:
     """Every input has a limit: over it, or malformed, is 422 invalid_request, never a 500."""
     assert_error(await browser.request(method, url, json=body), 422, "invalid_request")
+
+
+async def test_a_code_needs_the_verifier_of_the_app_that_started_it(
+    browser: httpx.AsyncClient, http: httpx.AsyncClient, phone_user: ParleyClient
+) -> None:
+    """A code that reaches another app (a planted link, a custom scheme two apps claim) is
+    refused without the starting app's verifier, for sign-ins and links alike."""
+    other_app = {"app_verifier": "another-app-" + "w" * 40}
+    stolen = await http.post(EXCHANGE, json={"code": await sign_in_code(browser), **other_app})
+    assert_error(stolen, 401, "oidc_code_invalid")
+    code = await link_code(browser, http, str(phone_user.access_token))
+    answer = await http.post(
+        LINK_FINISH, json={"code": code, **other_app}, headers=bearer(str(phone_user.access_token))
+    )
+    assert_error(answer, 401, "oidc_code_invalid")
+    assert sorted(i["kind"] for i in await phone_user.identities()) == ["phone"]
 
 
 async def test_a_well_formed_unknown_code_is_401(http: httpx.AsyncClient) -> None:

@@ -68,7 +68,7 @@ export function LinkedSignIns({
       return;
     }
     setStatus(`Linking ${oidcLink.provider}…`);
-    finishOidcLink(api, oidcLink.code)
+    finishOidcLink(api, oidcLink.code, oidcLink.verifier)
       .then(
         (linked) => cancelled || setStatus(`Linked ${linked.display}`),
         (err) => {

@@ -41,7 +41,7 @@ export function SignIn({ api, notice, oidc, onSignedIn }: Props) {
       setError(`Sign in again, then link ${oidc.provider} from your profile.`);
     } else {
       void run(async () => {
-        api.store(await exchangeOidcCode(api, oidc.code, DEVICE_NAME));
+        api.store(await exchangeOidcCode(api, oidc.code, oidc.verifier, DEVICE_NAME));
         onSignedIn();
       });
     }
@@ -175,7 +175,7 @@ export function SignIn({ api, notice, oidc, onSignedIn }: Props) {
           <h2 id="oidc-heading">Or use an account you have elsewhere</h2>
           <div className="row">
             {providers.map((p) => (
-              <button key={p.slug} type="button" onClick={() => startOidcSignIn(p)} disabled={busy}>
+              <button key={p.slug} type="button" onClick={() => void startOidcSignIn(p)} disabled={busy}>
                 Continue with {p.display_name}
               </button>
             ))}

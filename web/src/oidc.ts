@@ -3,7 +3,8 @@
 // or #parley_error=<code>. A code is spent only when this tab started that very flow: the
 // return URL carries a random value also noted in sessionStorage. Otherwise a link with
 // someone else's code (from their own sign-in) would sign this browser into their account
-// (login CSRF, RFC 9700 section 4.7); the server cannot tell, exchange takes any code.
+// (login CSRF, RFC 9700 section 4.7). The server checks its side too: each start sends the
+// S256 challenge of a verifier this tab keeps, and a code is spent only with that verifier.
 
 import type { Api } from "./api";
 
@@ -15,12 +16,16 @@ export interface OidcProvider {
 export type OidcPurpose = "sign-in" | "link";
 
 /** What the page came back with: a code to spend, or a message for the person. */
-export type OidcReturn = { purpose: OidcPurpose; provider: string } & ({ code: string } | { problem: string });
+export type OidcReturn = { purpose: OidcPurpose; provider: string } & (
+  | { code: string; verifier: string }
+  | { problem: string }
+);
 
 interface Pending {
   purpose: OidcPurpose;
   provider: string;
   flow: string; // also in the return URL's query
+  verifier: string; // whose S256 challenge the start sent (app_challenge)
   at: number; // Date.now() when the browser left
 }
 
@@ -41,12 +46,27 @@ export async function oidcProviders(api: Api): Promise<OidcProvider[]> {
   }
 }
 
-/** Note a flow this tab starts; the URL the provider's answer comes back to (this page). */
-function begin(purpose: OidcPurpose, provider: OidcProvider): string {
+function base64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+/**
+ * Note a flow this tab starts: the URL the provider's answer comes back to (this page) and
+ * the app_challenge to send with the start.
+ */
+async function begin(purpose: OidcPurpose, provider: OidcProvider): Promise<{ returnTo: string; challenge: string }> {
   const flow = crypto.randomUUID();
-  const pending: Pending = { purpose, provider: provider.display_name, flow, at: Date.now() };
+  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)));
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  const pending: Pending = { purpose, provider: provider.display_name, flow, verifier, at: Date.now() };
   sessionStorage.setItem(PENDING_KEY, JSON.stringify(pending));
-  return `${location.origin}${location.pathname}?${new URLSearchParams({ [FLOW_PARAM]: flow })}`;
+  return {
+    returnTo: `${location.origin}${location.pathname}?${new URLSearchParams({ [FLOW_PARAM]: flow })}`,
+    challenge: base64url(new Uint8Array(digest)),
+  };
 }
 
 /** The flow this tab started, if the page came back from that one (and in time). */
@@ -62,16 +82,17 @@ function takeNote(flow: string | null): Pending | null {
 }
 
 /** Leave for the provider to sign in; the page comes back with a code. */
-export function startOidcSignIn(provider: OidcProvider): void {
-  const query = new URLSearchParams({ return_to: begin("sign-in", provider) });
+export async function startOidcSignIn(provider: OidcProvider): Promise<void> {
+  const { returnTo, challenge } = await begin("sign-in", provider);
+  const query = new URLSearchParams({ return_to: returnTo, app_challenge: challenge });
   location.assign(`/v1/auth/oidc/${encodeURIComponent(provider.slug)}/start?${query}`);
 }
 
 /** Leave for the provider to link it to the signed-in account. */
 export async function startOidcLink(api: Api, provider: OidcProvider): Promise<void> {
-  const returnTo = begin("link", provider);
+  const { returnTo, challenge } = await begin("link", provider);
   const started = await api.call("POST", `/v1/me/identities/oidc/${encodeURIComponent(provider.slug)}/start`, {
-    json: { return_to: returnTo },
+    json: { return_to: returnTo, app_challenge: challenge },
   });
   location.assign(started.authorization_url);
 }
@@ -103,7 +124,7 @@ export function takeOidcReturn(): OidcReturn | null {
       problem: "That sign-in link was not started in this tab (or took too long), so it was not used. Please start again.",
     };
   } else {
-    taken = { purpose, provider, code: code! };
+    taken = { purpose, provider, code: code!, verifier: pending.verifier };
   }
   return taken;
 }
@@ -141,13 +162,18 @@ function spendOnce<T>(code: string, spend: () => Promise<T>): Promise<T> {
 }
 
 /** POST /v1/auth/oidc/exchange: the token pair of the account, created on first sign-in. */
-export function exchangeOidcCode(api: Api, code: string, deviceName: string) {
+export function exchangeOidcCode(api: Api, code: string, verifier: string, deviceName: string) {
   return spendOnce(code, () =>
-    api.call("POST", "/v1/auth/oidc/exchange", { json: { code, device_name: deviceName }, auth: false }),
+    api.call("POST", "/v1/auth/oidc/exchange", {
+      json: { code, app_verifier: verifier, device_name: deviceName },
+      auth: false,
+    }),
   );
 }
 
 /** POST /v1/me/identities/oidc/finish: the identity, now linked to the signed-in account. */
-export function finishOidcLink(api: Api, code: string): Promise<{ display: string }> {
-  return spendOnce(code, () => api.call("POST", "/v1/me/identities/oidc/finish", { json: { code } }));
+export function finishOidcLink(api: Api, code: string, verifier: string): Promise<{ display: string }> {
+  return spendOnce(code, () =>
+    api.call("POST", "/v1/me/identities/oidc/finish", { json: { code, app_verifier: verifier } }),
+  );
 }
