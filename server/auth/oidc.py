@@ -272,10 +272,10 @@ class OidcService:
     ) -> TokenPair:
         """Spend a sign-in code: a session for the identity's account, created on first use.
 
-        A browser that carries the sign-in cookie (``browser_id``) may spend only
-        codes of sign-ins it started: a code someone else got and planted in a
-        link (login CSRF) is refused there. Native apps, whose exchange call
-        carries no cookie, keep their own state to the same end (docs/API.md).
+        Only with the ``app_verifier`` of the start's challenge, so a code that
+        reaches another app (a planted link: login CSRF) is refused there; a
+        browser that carries the sign-in cookie (``browser_id``) may, besides,
+        spend only codes of sign-ins it started.
         """
         record = await self._spend_code(code, app_verifier)
         if record["purpose"] != SIGN_IN:
