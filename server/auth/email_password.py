@@ -377,7 +377,7 @@ class EmailPasswordService:
                 "Reset your Parley password",
                 "Follow this link to choose a new password (it works once, for "
                 f"{self._settings.password_reset_ttl // 60} minutes):\n"
-                f"{self._public_url}/v1/auth/email/password-reset/confirm?token={token}\n\n"
+                f"{self._public_url}/v1/auth/email/password-reset/confirm#token={token}\n\n"
                 "If you did not ask for this, ignore this message.",
             )
         except Exception:
@@ -464,7 +464,7 @@ class EmailPasswordService:
             "Confirm your e-mail for Parley",
             f"Follow this link to confirm your address{account} (it works once, for "
             f"{self._settings.email_verify_ttl // 3600} hours):\n"
-            f"{self._public_url}/v1/auth/email/verify?token={token}\n\n"
+            f"{self._public_url}/v1/auth/email/verify#token={token}\n\n"
             "If you did not ask for this, ignore this message.",
         )
 

@@ -1,8 +1,11 @@
 """The two pages e-mailed links open: confirm an address, choose a new password.
 
 A link's GET only shows a page; the action is a POST the page makes, so mail
-scanners that prefetch links cannot spend them. No scripts or styles from
-elsewhere, so the pages work offline and under a strict CSP.
+scanners that prefetch links cannot spend them. The token travels in the link's
+fragment (``#token=``), which browsers never send: it stays out of access logs,
+proxies and Referer headers; the page reads it from there (or, for links
+mailed before, from the query the server put in the page). No scripts or
+styles from elsewhere, so the pages work offline and under a strict CSP.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ input,button{{font:inherit;padding:.5rem;margin:.25rem 0;width:100%;box-sizing:b
 #result{{margin-top:1rem;font-weight:600}}</style></head>
 <body><main><h1>{title}</h1>{body}<p id="result" role="status" aria-live="polite"></p></main>
 <script>
-const token = {token};
+const token = new URLSearchParams(location.hash.slice(1)).get("token") || {token};
+history.replaceState(null, "", location.pathname);
 async function post(path, body) {{
   const out = document.getElementById("result");
   try {{
@@ -30,13 +34,15 @@ async function post(path, body) {{
 </script></body></html>"""
 
 
-def _js_string(value: str) -> str:
+def _js_string(value: str | None) -> str:
     # JSON-ish escaping that is also safe inside a <script> element.
+    if value is None:
+        return '""'
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("<", "\\u003c")
     return f'"{escaped}"'
 
 
-def verify_email_page(token: str) -> str:
+def verify_email_page(token: str | None) -> str:
     return _PAGE.format(
         title="Confirm your e-mail",
         token=_js_string(token),
@@ -48,7 +54,7 @@ def verify_email_page(token: str) -> str:
     )
 
 
-def reset_password_page(token: str) -> str:
+def reset_password_page(token: str | None) -> str:
     return _PAGE.format(
         title="Choose a new password",
         token=_js_string(token),

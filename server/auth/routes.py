@@ -79,7 +79,11 @@ async def register_with_email(
 
 
 @router.get("/email/verify", response_class=HTMLResponse, include_in_schema=False)
-async def verify_email_page_route(token: Annotated[LinkToken, Query()]) -> HTMLResponse:
+async def verify_email_page_route(
+    token: Annotated[LinkToken | None, Query()] = None,
+) -> HTMLResponse:
+    # Links carry the token in their fragment (server/auth/pages.py); ?token= is
+    # what links mailed before that carried.
     return HTMLResponse(verify_email_page(token))
 
 
@@ -149,7 +153,9 @@ async def request_password_reset(
 
 
 @router.get("/email/password-reset/confirm", response_class=HTMLResponse, include_in_schema=False)
-async def reset_password_page_route(token: Annotated[LinkToken, Query()]) -> HTMLResponse:
+async def reset_password_page_route(
+    token: Annotated[LinkToken | None, Query()] = None,
+) -> HTMLResponse:
     return HTMLResponse(reset_password_page(token))
 
 

@@ -25,7 +25,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 # The token of an e-mailed link: secrets.token_urlsafe(32), 43 URL-safe characters.
-_LINK_TOKEN = re.compile(r"[?&]token=([A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])")
+_LINK_TOKEN = re.compile(r"[?&#]token=([A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])")
 
 
 def free_port() -> int:

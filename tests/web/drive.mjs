@@ -570,7 +570,7 @@ async function emailScenario(browser, { labels, aliceName, bobName }) {
   await expectLabelled(dana, "unconfirmed sign-in");
 
   const link = await ask("email_link", { email });
-  check(link.startsWith(`${url}/v1/auth/email/verify?token=`), `the mailed link opens this node: ${link}`);
+  check(link.startsWith(`${url}/v1/auth/email/verify#token=`), `the mailed link opens this node, its token in the fragment: ${link}`);
   await dana.goto(link);
   await dana.getByRole("button", { name: "Confirm" }).click();
   await dana.getByRole("status").filter({ hasText: "Your address is confirmed" }).waitFor();
