@@ -164,20 +164,47 @@ class OidcService:
     def redirect_uri(self, provider: OidcProvider) -> str:
         return f"{self._public_url}/v1/auth/oidc/{provider.slug}/callback"
 
-    def check_start(self, slug: str, return_to: str) -> OidcProvider:
-        """The provider, if it exists and ``return_to`` is allowed; what must hold before
-        anything may be sent back to ``return_to``."""
+    async def start_sign_in(
+        self,
+        slug: str,
+        return_to: str,
+        client: ClientInfo,
+        *,
+        app_challenge: str,
+        browser_id: str | None,
+    ) -> Started:
+        """Where to send the browser to sign in: the provider's authorization URL.
+
+        An unknown provider or a return URL off the allow-list raises (nothing may
+        go to such a URL). Once ``return_to`` is known good, a later failure (rate
+        limit, provider down or unusable) sends the browser back to it with
+        ``#parley_error=<code>``, for the app to show.
+        """
+        provider = self._check_start(slug, return_to)
+        try:
+            return await self._begin(
+                provider, return_to, client, app_challenge=app_challenge, browser_id=browser_id
+            )
+        except ParleyError as exc:
+            return Started(_with_fragment(return_to, "parley_error", exc.code), None)
+
+    async def start_link(
+        self, slug: str, return_to: str, client: ClientInfo, *, app_challenge: str, user_id: str
+    ) -> Started:
+        """The provider's authorization URL for linking an identity there to ``user_id``."""
+        provider = self._check_start(slug, return_to)
+        return await self._begin(
+            provider, return_to, client, app_challenge=app_challenge, link_user_id=user_id
+        )
+
+    def _check_start(self, slug: str, return_to: str) -> OidcProvider:
         provider = self.provider(slug)
         self._return_urls.check(return_to)
         return provider
 
-    def error_return(self, return_to: str, error: ParleyError) -> str:
-        """Where a browser goes when a sign-in fails after ``return_to`` passed the checks."""
-        return _with_fragment(return_to, "parley_error", error.code)
-
-    async def start(
+    async def _begin(
         self,
-        slug: str,
+        provider: OidcProvider,
         return_to: str,
         client: ClientInfo,
         *,
@@ -185,13 +212,12 @@ class OidcService:
         browser_id: str | None = None,
         link_user_id: str | None = None,
     ) -> Started:
-        """The provider's authorization URL for a sign-in, or a link to ``link_user_id``.
+        """A new flow's state, and the provider's authorization URL for it.
 
         ``app_challenge`` is the app's own S256 challenge: the code this flow ends
         with is spent only with its verifier, so a code that reaches another app
         (a planted link, a custom scheme two apps claim) is worth nothing there.
         """
-        provider = self.check_start(slug, return_to)
         await self._limit(client)
         metadata = await provider.metadata()
         state = new_token()

@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import RedirectResponse
 
-from config.errors import ParleyError
 from config.settings import RETURN_URL_MAX_CHARS
 from server.auth.oidc import BROWSER_COOKIE, STATE_TTL, OidcService
 from server.auth.oidc_schemas import (
@@ -94,20 +93,15 @@ async def start_oidc_sign_in(
 
     An unknown provider or a return URL off the allow-list is a JSON error here;
     once `return_to` is known good, later failures (rate limit, provider down or
-    unusable) send the browser back to it with `#parley_error=<code>`, so the app
-    shows them rather than the browser showing JSON.
+    unusable) send the browser back to it with `#parley_error=<code>`.
     """
-    oidc.check_start(provider, return_to)
-    try:
-        started = await oidc.start(
-            provider,
-            return_to,
-            client,
-            app_challenge=app_challenge,
-            browser_id=request.cookies.get(BROWSER_COOKIE),
-        )
-    except ParleyError as exc:
-        return _redirect(oidc.error_return(return_to, exc))
+    started = await oidc.start_sign_in(
+        provider,
+        return_to,
+        client,
+        app_challenge=app_challenge,
+        browser_id=request.cookies.get(BROWSER_COOKIE),
+    )
     response = _redirect(started.authorization_url)
     if started.browser_id is not None:
         response.set_cookie(
@@ -195,12 +189,12 @@ async def start_oidc_link(
     client: ClientDep,
 ) -> OidcLinkStartResponse:
     """The provider URL to open; the code it returns with links only to this account."""
-    started = await oidc.start(
+    started = await oidc.start_link(
         provider,
         body.return_to,
         client,
         app_challenge=body.app_challenge,
-        link_user_id=principal.user_id,
+        user_id=principal.user_id,
     )
     return OidcLinkStartResponse(authorization_url=started.authorization_url, expires_in=STATE_TTL)
 

@@ -16,21 +16,14 @@ from server.contacts.schemas import (
 )
 from server.contacts.service import Normalized
 from server.deps import PrincipalDep, ServicesDep
-from server.users.profiles import as_seen_by
 from server.users.schemas import ProfileCard, StatusChangePage
 
 router = APIRouter(prefix="/v1", tags=["contacts"])
 
 
-async def _result(
-    viewer_id: str, matches: list[tuple[ProfileCard, list[int]]], found: Normalized
-) -> MatchResult:
-    cards = await as_seen_by(viewer_id, [card for card, _ in matches])
+def _result(matches: list[tuple[ProfileCard, list[int]]], found: Normalized) -> MatchResult:
     return MatchResult(
-        matches=[
-            Match(contact=card, indexes=indexes)
-            for card, (_, indexes) in zip(cards, matches, strict=True)
-        ],
+        matches=[Match(contact=card, indexes=indexes) for card, indexes in matches],
         stored=len(found.hashes),
         invalid=found.invalid,
     )
@@ -47,7 +40,7 @@ async def put_contacts(
     you get `contact:joined`.
     """
     matches, found = await services.contacts.replace(principal.user_id, body.numbers, body.region)
-    return await _result(principal.user_id, matches, found)
+    return _result(matches, found)
 
 
 @router.patch("/contacts", response_model=MatchResult)
@@ -58,17 +51,14 @@ async def patch_contacts(
     matches, found = await services.contacts.patch(
         principal.user_id, body.add, body.remove, body.region
     )
-    return await _result(principal.user_id, matches, found)
+    return _result(matches, found)
 
 
 @router.get("/contacts", response_model=ContactList)
 async def get_contacts(principal: PrincipalDep, services: ServicesDep) -> ContactList:
     """Your contacts who use Parley."""
     found = await services.contacts.matched(principal.user_id)
-    cards = await as_seen_by(principal.user_id, [c for c, _ in found])
-    return ContactList(
-        contacts=[ContactOut(contact=c, mutual=m) for c, (_, m) in zip(cards, found, strict=True)]
-    )
+    return ContactList(contacts=[ContactOut(contact=c, mutual=m) for c, m in found])
 
 
 @router.delete("/contacts", status_code=204)

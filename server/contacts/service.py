@@ -25,7 +25,7 @@ from config.errors import InvalidRequestError
 from realtime.events import CONTACT_JOINED, Emitter
 from server.contacts.cards import CARD_COLUMNS, card_from_row, profile_cards
 from server.contacts.numbers import Normalized, NumberNormalizer, phone_hash
-from server.users.profiles import card_of, limited, seen_whole_by
+from server.users.profiles import as_seen_by, card_of, limited, seen_whole_by
 from server.users.schemas import ProfileCard
 from storage import sql
 from storage.models import Block, Contact, Identity, PhoneDirectory, UserContact
@@ -127,6 +127,13 @@ def _matches(rows: list[dict[str, Any]], found: Normalized) -> Matches:
     return [(cards[u], i) for i, u in ordered]
 
 
+async def _as_seen_by(owner_id: str, matches: Matches) -> Matches:
+    """Matches with their cards as each person allows the owner of the book to see them:
+    holding a number finds someone, it does not open their profile."""
+    cards = await as_seen_by(owner_id, [card for card, _ in matches])
+    return [(card, indexes) for card, (_, indexes) in zip(cards, matches, strict=True)]
+
+
 class ContactService:
     def __init__(self, secret: bytes, emitter: Emitter) -> None:
         self._secret = secret
@@ -156,7 +163,7 @@ class ContactService:
     ) -> tuple[Matches, Normalized]:
         """The whole address book: what was there before is forgotten."""
         found = await self.parse(numbers, region)
-        return await self.store_book(owner_id, found), found
+        return await _as_seen_by(owner_id, await self.store_book(owner_id, found)), found
 
     async def store_book(self, owner_id: str, found: Normalized) -> Matches:
         """Make the stored book (and the relation) exactly ``found``; its matches."""
@@ -175,8 +182,11 @@ class ContactService:
         """Add and remove entries; matches are those of the added ones."""
         found = await self.parse(add, region)
         gone = await self.parse(remove, region)
+        return await _as_seen_by(owner_id, await self._patch(owner_id, found, gone)), found
+
+    async def _patch(self, owner_id: str, found: Normalized, gone: Normalized) -> Matches:
         if sql.is_postgres():
-            return await self._patch_postgres(owner_id, found, gone), found
+            return await self._patch_postgres(owner_id, found, gone)
         async with in_transaction():
             if gone.hashes:
                 await Contact.filter(owner_id=owner_id, phone_hash__in=list(gone.hashes)).delete()
@@ -191,7 +201,7 @@ class ContactService:
             await self._store(
                 owner_id, {h: i for h, i in found.hashes.items() if h not in existing}
             )
-        return await self._rematch(owner_id, found), found
+        return await self._rematch(owner_id, found)
 
     async def _patch_postgres(self, owner_id: str, found: Normalized, gone: Normalized) -> Matches:
         added = list(found.hashes)
@@ -249,7 +259,8 @@ class ContactService:
         return [(cards[u], i) for i, u in ordered if u in cards]
 
     async def matched(self, owner_id: str) -> list[tuple[ProfileCard, bool]]:
-        """The owner's contacts who use Parley, and whether each has the owner too."""
+        """The owner's contacts who use Parley (their cards as they allow the owner to see
+        them), and whether each has the owner too."""
         contacts = [
             str(u)
             for u in await UserContact.filter(owner_id=owner_id).values_list(
@@ -261,10 +272,8 @@ class ContactService:
             str(u)
             for u in await Block.filter(blocked_id=owner_id).values_list("blocker_id", flat=True)
         }
-        return [
-            (card, card.user_id in mutual)
-            for card in await profile_cards([c for c in contacts if c not in hidden])
-        ]
+        cards = await profile_cards([c for c in contacts if c not in hidden])
+        return [(card, card.user_id in mutual) for card in await as_seen_by(owner_id, cards)]
 
     # -- the relation -------------------------------------------------------------
 

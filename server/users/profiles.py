@@ -109,7 +109,7 @@ async def as_seen_by(viewer_id: str, cards: list[ProfileCard]) -> list[ProfileCa
     }
     talking = await shares_with(viewer_id, {u for u in private if u not in listing})
     hidden = set(private) - listing - talking
-    return [_limited(c) if c.user_id in hidden else c for c in cards]
+    return [limited(c) if c.user_id in hidden else c for c in cards]
 
 
 async def seen_whole_by(owner_id: str, viewers: list[str]) -> set[str]:
@@ -135,10 +135,6 @@ async def seen_whole_by(owner_id: str, viewers: list[str]) -> set[str]:
 
 def limited(card: ProfileCard) -> ProfileCard:
     """Only the handle, nickname and avatar of a card."""
-    return _limited(card)
-
-
-def _limited(card: ProfileCard) -> ProfileCard:
     return card.model_copy(
         update={
             "first_name": "",
